@@ -1,0 +1,5 @@
+"""Batched tensor augmentations."""
+
+from crlsc_fl.augment.simclr import SimCLRAugment
+
+__all__ = ["SimCLRAugment"]

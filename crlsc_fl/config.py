@@ -1,0 +1,340 @@
+"""The one validated configuration object of a federated run.
+
+A scenario TOML file (``scenarios/*.toml``) holds tables whose keys flatten to dotted names,
+e.g. ``[train] local-epochs = 1`` -> ``train.local-epochs``. Flower passes them to the
+ServerApp as ``context.run_config`` (every key must also appear, with its default, under
+``[tool.flwr.app.config]`` in pyproject.toml; a test keeps the two equal).
+:func:`load_scenario` and :func:`from_flat` validate every key and value and raise
+:class:`ConfigError` naming the key, the bad value and what is allowed, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from crlsc_fl.registry import UnknownNameError
+
+
+class ConfigError(ValueError):
+    """A scenario key or value is invalid; the message says which and what is allowed."""
+
+
+TOPOLOGIES = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")
+GRAPHS = ("ring", "k-regular", "small-world", "erdos-renyi")
+PARTITIONS = ("iid", "dirichlet")
+STEMS = ("cifar", "imagenet")
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
+KB_SOURCES = ("text", "image")
+P2P_WARMUPS = ("local", "skb")
+# Simulated device throughput (training images per second) per compute profile; it only
+# turns counted work into simulated seconds, real compute is whatever this machine does.
+COMPUTE_PROFILES = {"low": 50.0, "mid": 200.0, "high": 800.0}
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; valid: {', '.join(allowed)}")
+
+
+def _range(key: str, value: float, low: float | None = None, high: float | None = None, *, open_low: bool = False) -> None:
+    too_low = low is not None and (value <= low if open_low else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        left = "(" if open_low else "["
+        raise ConfigError(f"{key}={value!r} out of range {left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]")
+
+
+def parse_mixture(key: str, text: str, allowed: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """Parse ``"a:0.6,b:0.4"`` into {name: weight}; weights must be > 0 and sum to 1."""
+    mixture: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, weight = item.partition(":")
+        _choice(key, name.strip(), allowed)
+        try:
+            mixture[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise ConfigError(f"{key}: weight {weight!r} of {name!r} is not a number (format 'name:0.5,other:0.5')") from None
+    if not mixture:
+        raise ConfigError(f"{key}={text!r} is empty; format 'name:0.5,other:0.5' with names from {', '.join(allowed)}")
+    if any(w <= 0 for w in mixture.values()) or abs(sum(mixture.values()) - 1.0) > 1e-6:
+        raise ConfigError(f"{key}={text!r}: weights must be > 0 and sum to 1")
+    return mixture
+
+
+def parse_list(key: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    items = tuple(filter(None, (part.strip() for part in text.split(","))))
+    if not items:
+        raise ConfigError(f"{key}={text!r} is empty; give a comma-separated list of {', '.join(allowed)}")
+    for item in items:
+        _choice(key, item, allowed)
+    return items
+
+
+@dataclass(frozen=True)
+class ScenarioSection:
+    name: str = "quick"
+    topologies: str = "local,cloud-edge,p2p,hybrid,fedavg"
+    rounds: int = 2
+    seed: int = 0
+    results_dir: str = "results"
+
+    def validate(self) -> None:
+        parse_list("scenario.topologies", self.topologies, TOPOLOGIES)
+        _range("scenario.rounds", self.rounds, 1)
+        if not self.name or any(c in self.name for c in "/\\ "):
+            raise ConfigError(f"scenario.name={self.name!r} must be a non-empty name without slashes or spaces")
+
+    @property
+    def topology_list(self) -> tuple[str, ...]:
+        return parse_list("scenario.topologies", self.topologies, TOPOLOGIES)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    dataset: str = "cifar10"
+    data_dir: str = ""
+    partition: str = "iid"
+    alpha: float = 0.5
+    public_fraction: float = 0.1
+    min_shard_size: int = 20
+    samples_per_device: int = 0
+    test_samples: int = 500
+
+    def validate(self) -> None:
+        from crlsc_fl.data.datasets import DATASETS
+
+        _choice("data.dataset", self.dataset, DATASETS.names())
+        _choice("data.partition", self.partition, PARTITIONS)
+        _range("data.alpha", self.alpha, 0, open_low=True)
+        _range("data.public-fraction", self.public_fraction, 0, 0.9)
+        _range("data.min-shard-size", self.min_shard_size, 2)
+        _range("data.samples-per-device", self.samples_per_device, 0)
+        _range("data.test-samples", self.test_samples, 10)
+
+
+@dataclass(frozen=True)
+class DevicesSection:
+    num_devices: int = 100
+    architectures: str = "resnet18:0.6,resnet34:0.3,resnet50:0.1"
+    stem: str = "imagenet"
+    profiles: str = "low:0.3,mid:0.5,high:0.2"
+
+    def validate(self) -> None:
+        _range("devices.num-devices", self.num_devices, 1, 10000)
+        parse_mixture("devices.architectures", self.architectures, ARCHITECTURES)
+        parse_mixture("devices.profiles", self.profiles, tuple(COMPUTE_PROFILES))
+        _choice("devices.stem", self.stem, STEMS)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.005
+    temperature: float = 0.1
+
+    def validate(self) -> None:
+        _range("train.local-epochs", self.local_epochs, 1)
+        _range("train.batch-size", self.batch_size, 2)
+        _range("train.lr", self.lr, 0, open_low=True)
+        _range("train.temperature", self.temperature, 0, open_low=True)
+
+
+@dataclass(frozen=True)
+class FusionSection:
+    top_n: int = 30
+    noise_variance: float = 0.2
+    weights: str = "softmax"
+    scale: str = "sqrt-d"
+    attention_temperature: float = 0.1
+    query: str = "raw"
+
+    def validate(self) -> None:
+        from crlsc_fl.models.modules.kb_fusion import FUSION_QUERIES, FUSION_SCALES, FUSION_WEIGHTS
+
+        _range("fusion.top-n", self.top_n, 1)
+        _range("fusion.noise-variance", self.noise_variance, 0)
+        _choice("fusion.weights", self.weights, FUSION_WEIGHTS)
+        _choice("fusion.scale", self.scale, FUSION_SCALES)
+        _choice("fusion.query", self.query, FUSION_QUERIES)
+        _range("fusion.attention-temperature", self.attention_temperature, 0, open_low=True)
+
+
+@dataclass(frozen=True)
+class KBSection:
+    server_model: str = "minilm"
+    source: str = "text"
+    class_names: str = "imagenet"
+    templates: str = "simple"
+    open_clip_model: str = "ViT-B-32"
+    pretrained: str = ""
+    index: str = "pq"
+    m: int = 48
+    nbits: int = 8
+    pkb_index: str = "pq"
+    pkb_m: int = 48
+    pkb_nbits: int = 6
+    pkb_samples: int = 0
+
+    def validate(self) -> None:
+        from crlsc_fl.kb.knowledge_base import KB_TYPES
+        from crlsc_fl.kb.prompts import CLASS_NAMES, TEMPLATES
+        from crlsc_fl.models.server_models import SERVER_MODELS
+
+        _choice("kb.server-model", self.server_model, SERVER_MODELS.names())
+        _choice("kb.source", self.source, KB_SOURCES)
+        if self.source == "image" and self.server_model == "minilm":
+            raise ConfigError("kb.source='image' needs an image tower: set kb.server-model='open_clip' (minilm is text-only)")
+        _choice("kb.class-names", self.class_names, CLASS_NAMES.names())
+        _choice("kb.templates", self.templates, TEMPLATES.names())
+        _choice("kb.index", self.index, KB_TYPES.names())
+        _choice("kb.pkb-index", self.pkb_index, KB_TYPES.names())
+        for key, value in (("kb.m", self.m), ("kb.pkb-m", self.pkb_m)):
+            _range(key, value, 1)
+        for key, value in (("kb.nbits", self.nbits), ("kb.pkb-nbits", self.pkb_nbits)):
+            _range(key, value, 1, 16)
+        _range("kb.pkb-samples", self.pkb_samples, 0)
+
+
+@dataclass(frozen=True)
+class TopologySection:
+    edges: int = 10
+    graph: str = "ring"
+    degree: int = 4
+    rewire_p: float = 0.1
+    edge_p: float = 0.05
+    p2p_warmup: str = "local"
+    hybrid_mentors: str = "resnet50,resnet34"
+
+    def validate(self) -> None:
+        _range("topology.edges", self.edges, 1)
+        _choice("topology.graph", self.graph, GRAPHS)
+        _range("topology.degree", self.degree, 1)
+        _range("topology.rewire-p", self.rewire_p, 0, 1)
+        _range("topology.edge-p", self.edge_p, 0, 1, open_low=True)
+        _choice("topology.p2p-warmup", self.p2p_warmup, P2P_WARMUPS)
+        parse_list("topology.hybrid-mentors", self.hybrid_mentors, ARCHITECTURES)
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    """Simulated links per tier (Mbit/s and ms) to turn counted bytes into transfer time."""
+
+    cloud_edge_mbps: float = 1000.0
+    cloud_edge_latency_ms: float = 20.0
+    edge_device_mbps: float = 100.0
+    edge_device_latency_ms: float = 10.0
+    d2d_mbps: float = 20.0
+    d2d_latency_ms: float = 5.0
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            key = f"network.{f.name.replace('_', '-')}"
+            _range(key, getattr(self, f.name), 0, open_low=f.name.endswith("mbps"))
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+
+    def validate(self) -> None:
+        _range("eval.knn-k", self.knn_k, 1)
+        _range("eval.knn-temperature", self.knn_temperature, 0, open_low=True)
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    scenario: ScenarioSection = field(default_factory=ScenarioSection)
+    data: DataSection = field(default_factory=DataSection)
+    devices: DevicesSection = field(default_factory=DevicesSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    fusion: FusionSection = field(default_factory=FusionSection)
+    kb: KBSection = field(default_factory=KBSection)
+    topology: TopologySection = field(default_factory=TopologySection)
+    network: NetworkSection = field(default_factory=NetworkSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def validate(self) -> "ScenarioConfig":
+        for section in dataclasses.fields(self):
+            getattr(self, section.name).validate()
+        try:
+            from crlsc_fl.kb.knowledge_base import KBConfig
+
+            dim = 384 if self.kb.server_model == "minilm" else None
+            if dim is not None:
+                KBConfig(self.kb.index, self.kb.m, self.kb.nbits).validate(dim, 2**self.kb.nbits)
+        except (UnknownNameError, ValueError) as err:
+            raise ConfigError(f"kb: {err}") from None
+        if "p2p" in self.scenario.topology_list and self.topology.graph == "k-regular":
+            if self.topology.degree >= self.devices.num_devices or (self.topology.degree * self.devices.num_devices) % 2:
+                raise ConfigError(
+                    f"topology.degree={self.topology.degree} impossible for a k-regular graph on "
+                    f"{self.devices.num_devices} devices (need degree < devices and degree*devices even)"
+                )
+        return self
+
+    def to_flat(self) -> dict[str, Any]:
+        """The dotted-key form used by Flower's run config and pyproject.toml."""
+        flat: dict[str, Any] = {}
+        for section in dataclasses.fields(self):
+            for f in dataclasses.fields(getattr(self, section.name)):
+                flat[f"{section.name}.{f.name.replace('_', '-')}"] = getattr(getattr(self, section.name), f.name)
+        return flat
+
+
+def _convert(key: str, value: Any, default: Any) -> Any:
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}={value!r} has type {type(value).__name__}; expected {expected.__name__}")
+    return value
+
+
+def from_flat(values: Mapping[str, Any]) -> ScenarioConfig:
+    """Build and validate a config from dotted keys; keys not given keep their defaults."""
+    defaults = ScenarioConfig()
+    sections: dict[str, dict[str, Any]] = {f.name: {} for f in dataclasses.fields(defaults)}
+    valid_keys = defaults.to_flat()
+    for key, value in values.items():
+        if key not in valid_keys:
+            section = key.split(".")[0]
+            hint = [k for k in valid_keys if k.startswith(section + ".")] or sorted({k.split('.')[0] for k in valid_keys})
+            raise ConfigError(f"unknown scenario key {key!r}; valid keys{' in [' + section + ']' if section in sections else ' (tables)'}: {', '.join(hint)}")
+        section, name = key.split(".", 1)
+        sections[section][name.replace("-", "_")] = _convert(key, value, valid_keys[key])
+    config = ScenarioConfig(
+        **{name: dataclasses.replace(getattr(defaults, name), **overrides) for name, overrides in sections.items()}
+    )
+    return config.validate()
+
+
+def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def load_scenario(path: str | Path) -> ScenarioConfig:
+    """Read and validate a scenario TOML file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"scenario file {path} does not exist")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"scenario file {path} is not valid TOML: {err}") from None
+    try:
+        return from_flat(flatten(table))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

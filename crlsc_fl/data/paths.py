@@ -1,0 +1,31 @@
+"""The one place that decides where data and caches live.
+
+Order for the data directory: an explicit value (config key ``data-dir``), then the
+``CRLSC_DATA_DIR`` environment variable, then ``<cache dir>/data``. The cache directory
+is ``CRLSC_CACHE_DIR`` or ``~/.cache/crlsc_fl``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "CRLSC_DATA_DIR"
+CACHE_DIR_ENV = "CRLSC_CACHE_DIR"
+
+
+def cache_dir(sub: str = "") -> Path:
+    """Return (and create) the cache directory, or its subdirectory ``sub``."""
+    root = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "crlsc_fl")
+    path = root / sub if sub else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the data directory: explicit value, then $CRLSC_DATA_DIR, then the cache."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
+    return cache_dir("data")

