@@ -239,7 +239,7 @@ class NetworkSection:
 
 @dataclass(frozen=True)
 class EvalSection:
-    knn_k: int = 200
+    knn_k: int = 20  # lightly uses 200 for a 50k bank; device banks hold a few hundred images
     knn_temperature: float = 0.1
 
     def validate(self) -> None:

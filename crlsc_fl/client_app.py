@@ -1,0 +1,66 @@
+"""The CRLSC ClientApp: one simulated device per node (its shard = its ``partition-id``).
+
+Message kinds:
+- ``query``: the handshake; replies with the node's partition id.
+- ``train``: one round of local training guided by the KBs (or weights) it carries, then
+  kNN evaluation, and the device's PKB / weights when asked (see ``RoundTask``).
+- ``evaluate``: kNN evaluation of the device's stored encoder for a topology.
+
+Device state stays on the device (:mod:`crlsc_fl.federation.device_store`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from crlsc_fl.config import ScenarioConfig, from_flat
+from crlsc_fl.federation.device_round import evaluate_encoder, run_device_round
+from crlsc_fl.federation.device_store import DeviceStore, state_root
+from crlsc_fl.federation.devices import federated_data
+from crlsc_fl.federation.records import incoming_kbs, incoming_weights, reply_content, task_from_record
+from crlsc_fl.models.encoders import load_encoder
+
+app = ClientApp()
+
+
+@lru_cache(maxsize=2)
+def _scenario(items: tuple) -> ScenarioConfig:
+    return from_flat(dict(items))
+
+
+def scenario_of(msg: Message) -> ScenarioConfig:
+    return _scenario(tuple(sorted(msg.content.config_records["scenario"].items())))
+
+
+def partition_id(context: Context) -> int:
+    return int(context.node_config["partition-id"])
+
+
+@app.query()
+def handshake(msg: Message, context: Context) -> Message:
+    node = ConfigRecord({"partition-id": partition_id(context), "num-partitions": int(context.node_config["num-partitions"])})
+    return Message(content=RecordDict({"node": node}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    cfg = scenario_of(msg)
+    task = task_from_record(msg.content.config_records["task"])
+    device = partition_id(context)
+    store = DeviceStore(state_root(context.node_config), context.run_id, task.topology, device)
+    outcome = run_device_round(cfg, device, task, store, incoming_kbs(msg.content), incoming_weights(msg.content))
+    return Message(content=reply_content(outcome), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    cfg = scenario_of(msg)
+    topology = str(msg.content.config_records["task"]["topology"])
+    device = partition_id(context)
+    store = DeviceStore(state_root(context.node_config), context.run_id, topology, device)
+    images, labels = federated_data(cfg).device_images(device, cfg.data.samples_per_device)
+    knn = evaluate_encoder(cfg, load_encoder(store.encoder_file), images, labels)
+    return Message(content=RecordDict({"metrics": MetricRecord({f"knn_{k}": v for k, v in knn.items()})}), reply_to=msg)

@@ -1,0 +1,1 @@
+"""Federation plumbing shared by the ServerApp, the ClientApp and the strategies."""

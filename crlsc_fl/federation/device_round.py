@@ -1,0 +1,140 @@
+"""One device's work in one round, free of Flower so a bare loop can run it too.
+
+Load the device's state, train locally (``dcl`` or ``crlsc`` guided by the KBs it was
+given, or starting from averaged weights for the ``fedavg`` baseline), evaluate with kNN
+on frozen features, optionally build its PKB, save the state. The ClientApp wraps this in
+Flower messages; ``benchmarks/federation_overhead.py`` calls it in a plain loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from crlsc_fl.config import ScenarioConfig
+from crlsc_fl.eval.features import encode_images
+from crlsc_fl.eval.knn import knn_accuracy
+from crlsc_fl.federation.device_store import DeviceStore
+from crlsc_fl.federation.devices import federated_data, plan_devices
+from crlsc_fl.kb.builders import build_pkb
+from crlsc_fl.kb.knowledge_base import KBConfig
+from crlsc_fl.kb.union import KnowledgeBaseUnion
+from crlsc_fl.methods import TrainConfig, build_method
+from crlsc_fl.models.encoders import LocalEncoder, build_encoder, save_encoder
+from crlsc_fl.models.modules.kb_fusion import FusionConfig
+
+
+@dataclass(frozen=True)
+class RoundTask:
+    """What the server asks of one device in one round."""
+
+    topology: str
+    server_round: int
+    method: str
+    dim: int
+    kb_keys: tuple[str, ...] = ()
+    return_pkb: bool = False
+    return_weights: bool = False
+
+
+@dataclass
+class RoundOutcome:
+    metrics: dict[str, float]
+    pkb: bytes | None = None
+    weights: dict[str, torch.Tensor] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train_config(cfg: ScenarioConfig, device: int) -> TrainConfig:
+    return TrainConfig(
+        batch_size=cfg.train.batch_size, lr=cfg.train.lr, temperature=cfg.train.temperature,
+        total_epochs=cfg.scenario.rounds * cfg.train.local_epochs, seed=cfg.scenario.seed * 100_003 + device,
+    )
+
+
+def fusion_config(cfg: ScenarioConfig) -> FusionConfig:
+    f = cfg.fusion
+    return FusionConfig(
+        top_n=f.top_n, noise_variance=f.noise_variance, weights=f.weights, scale=f.scale,
+        attention_temperature=f.attention_temperature, query=f.query,
+    )
+
+
+def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """kNN top-1/top-5 on the scenario's test subset, the device's labelled images as the bank."""
+    data = federated_data(cfg)
+    return knn_accuracy(
+        encode_images(encoder, images), torch.from_numpy(labels),
+        encode_images(encoder, np.asarray(data.test.images)), torch.from_numpy(np.asarray(data.test.labels)),
+        len(data.train.class_names), k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+    )
+
+
+def run_device_round(
+    cfg: ScenarioConfig,
+    device: int,
+    task: RoundTask,
+    store: DeviceStore,
+    incoming_kbs: dict[str, bytes] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> RoundOutcome:
+    start = time.perf_counter()
+    spec = plan_devices(cfg)[device]
+    data = federated_data(cfg)
+    images, labels = data.device_images(device, cfg.data.samples_per_device)
+    incoming_kbs = incoming_kbs or {}
+
+    encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem)
+    kbs = [store.knowledge_base(key, incoming_kbs.get(key)) for key in task.kb_keys]
+    kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
+    options = {"fusion": fusion_config(cfg)} if task.method == "crlsc" else {}
+    method = build_method(task.method, encoder, train_config(cfg, device), kb=kb, **options)  # type: ignore[arg-type]
+    batch = min(cfg.train.batch_size, len(images))
+    previous = store.load_training()
+    if previous is not None:
+        method.load_training_state(previous, len(images) // batch, cfg.train.local_epochs)
+    if weights is not None:  # fedavg: start from the group average, keep the local optimizer
+        encoder.load_state_dict(weights)
+
+    fit = method.fit(images, cfg.train.local_epochs)
+    train_seconds = time.perf_counter() - start
+
+    eval_start = time.perf_counter()
+    knn = evaluate_encoder(cfg, encoder, images, labels)
+    eval_seconds = time.perf_counter() - eval_start
+
+    pkb_blob = None
+    if task.return_pkb:
+        pkb_images = images[: cfg.kb.pkb_samples] if cfg.kb.pkb_samples else images
+        # PQ needs at least 2**nbits training vectors; small shards get fewer centroids.
+        nbits = min(cfg.kb.pkb_nbits, int(math.log2(len(pkb_images))))
+        m = cfg.kb.pkb_m if task.dim % cfg.kb.pkb_m == 0 else 1
+        pkb = build_pkb(
+            encoder, pkb_images, KBConfig(cfg.kb.pkb_index, m, nbits, nlist=max(1, len(pkb_images) // 39)),
+            source=f"device-{device}", round=task.server_round,
+        )
+        pkb_blob = pkb.to_bytes()
+
+    store.save_training(method.training_state())
+    save_encoder(encoder, store.encoder_file, topology=task.topology, device=device, round=task.server_round)
+    images_trained = fit.steps * batch
+    metrics = {
+        "loss": fit.epoch_losses[-1] if fit.epoch_losses else float("nan"),
+        "knn_top1": knn["top1"],
+        "knn_top5": knn["top5"],
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "steps": float(fit.steps),
+        "images_trained": float(images_trained),
+        # two augmented views per image pass through the encoder
+        "sim_compute_seconds": 2 * images_trained / spec.images_per_second,
+        "kb_vectors": float(kb.count if kb is not None else 0),
+        "pkb_bytes": float(len(pkb_blob) if pkb_blob else 0),
+        "num_examples": float(len(images)),
+    }
+    return RoundOutcome(metrics, pkb_blob, encoder.state_dict() if task.return_weights else None)

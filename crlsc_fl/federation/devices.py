@@ -1,0 +1,91 @@
+"""Who each simulated device is: its shard, encoder architecture and compute profile.
+
+Everything is a pure function of the scenario config and the device's partition id, so
+the ServerApp and every ClientApp derive the same plan without exchanging it, and the
+same seed always gives the same devices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from crlsc_fl.config import COMPUTE_PROFILES, ARCHITECTURES, ScenarioConfig, parse_mixture
+from crlsc_fl.data import ImageDataset, Partition, load_dataset, partition_dataset
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    device: int
+    arch: str
+    profile: str
+
+    @property
+    def images_per_second(self) -> float:
+        return COMPUTE_PROFILES[self.profile]
+
+
+def _assign(mixture: dict[str, float], count: int, rng: np.random.Generator) -> list[str]:
+    """Exact proportions (largest remainder), then a seeded shuffle."""
+    names = list(mixture)
+    raw = np.array([mixture[n] * count for n in names])
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts))[: count - counts.sum()]:
+        counts[i] += 1
+    labels = [name for name, c in zip(names, counts) for _ in range(c)]
+    return [labels[i] for i in rng.permutation(count)]
+
+
+def plan_devices(cfg: ScenarioConfig) -> list[DeviceSpec]:
+    """One spec per device, architectures and profiles in the scenario's proportions."""
+    n = cfg.devices.num_devices
+    rng = np.random.default_rng(cfg.scenario.seed)
+    archs = _assign(parse_mixture("devices.architectures", cfg.devices.architectures, ARCHITECTURES), n, rng)
+    profiles = _assign(parse_mixture("devices.profiles", cfg.devices.profiles, tuple(COMPUTE_PROFILES)), n, rng)
+    return [DeviceSpec(i, a, p) for i, (a, p) in enumerate(zip(archs, profiles))]
+
+
+def config_key(cfg: ScenarioConfig) -> str:
+    return hashlib.sha1(json.dumps(cfg.to_flat(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FederatedData:
+    train: ImageDataset
+    test: ImageDataset
+    partition: Partition
+
+    def device_images(self, device: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The device's private images and labels (the first ``limit`` of its shard if > 0)."""
+        shard = self.partition.shard(device)
+        if limit:
+            shard = shard[:limit]
+        return np.asarray(self.train.images[shard]), np.asarray(self.train.labels[shard])
+
+    def public_images(self) -> np.ndarray:
+        return np.asarray(self.train.images[self.partition.public])
+
+
+_DATA: dict[str, FederatedData] = {}
+
+
+def federated_data(cfg: ScenarioConfig) -> FederatedData:
+    """Datasets and partition of a scenario, cached per process (Ray actors reuse it)."""
+    key = config_key(cfg)
+    if key not in _DATA:
+        d = cfg.data
+        train = load_dataset(d.dataset, "train", d.data_dir or None)
+        test = load_dataset(d.dataset, "test", d.data_dir or None)
+        rng = np.random.default_rng(cfg.scenario.seed + 1)
+        test = test.subset(np.sort(rng.choice(len(test), min(d.test_samples, len(test)), replace=False)))
+        partition = partition_dataset(
+            train.labels, cfg.devices.num_devices, d.partition, d.alpha, d.public_fraction, d.min_shard_size,
+            cfg.scenario.seed,
+        )
+        _DATA.clear()  # one scenario per process at a time; do not pile up datasets
+        _DATA[key] = FederatedData(train, test, partition)
+    return _DATA[key]
+

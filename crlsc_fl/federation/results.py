@@ -1,0 +1,101 @@
+"""A run's results directory: resolved config, per-round metrics, summary, plots.
+
+``<project root>/<scenario.results-dir>/<scenario.name>/<run id>/`` where the project root
+is ``$CRLSC_PROJECT_ROOT`` (set by ``crlsc_fl.launch``; the ServerApp itself runs from
+Flower's app directory) or the current directory. An absolute ``results-dir`` is used as is.
+
+Files: ``config.json`` (resolved scenario), ``metrics.jsonl`` (one line per device and
+round, appended as rounds finish), ``communication-<topology>.json`` (every transfer),
+``summary.json`` and the plots (rewritten after every topology).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from crlsc_fl.config import ScenarioConfig
+
+PROJECT_ROOT_ENV = "CRLSC_PROJECT_ROOT"
+
+
+def project_root() -> Path:
+    return Path(os.environ.get(PROJECT_ROOT_ENV) or Path.cwd()).resolve()
+
+
+def run_directory(cfg: ScenarioConfig, run_id: int | str) -> Path:
+    base = Path(cfg.scenario.results_dir).expanduser()
+    if not base.is_absolute():
+        base = project_root() / base
+    return base / cfg.scenario.name / str(run_id)
+
+
+class RunWriter:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def write_json(self, name: str, payload: Any) -> Path:
+        path = self.run_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, default=float))
+        os.replace(tmp, path)
+        return path
+
+    def append_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self.metrics_file.open("a") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, default=float) + "\n")
+            handle.flush()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a crlsc_fl run directory?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=float)
+    return {"mean": float(array.mean()), "std": float(array.std()), "min": float(array.min()), "max": float(array.max()), "n": int(len(array))}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per topology: last-round kNN accuracy (mean/spread, per architecture) and bytes per device."""
+    by_topology: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_topology[row["topology"]].append(row)
+    summary: dict[str, Any] = {}
+    for topology, items in by_topology.items():
+        good = [r for r in items if "error" not in r]
+        if not good:
+            summary[topology] = {"errors": len(items)}
+            continue
+        last = max(r["round"] for r in good)
+        final = [r for r in good if r["round"] == last]
+        per_device_bytes: dict[int, float] = defaultdict(float)
+        for r in good:
+            per_device_bytes[r["device"]] += r.get("bytes_received", 0) + r.get("bytes_sent", 0)
+        archs = sorted({r["arch"] for r in final})
+        summary[topology] = {
+            "rounds": last,
+            "devices": len(final),
+            "errors": len(items) - len(good),
+            "knn_top1": _stats([r["knn_top1"] for r in final]),
+            "knn_top5": _stats([r["knn_top5"] for r in final]),
+            "knn_top1_by_arch": {a: _stats([r["knn_top1"] for r in final if r["arch"] == a]) for a in archs},
+            "bytes_per_device": _stats(list(per_device_bytes.values())),
+            "knn_top1_by_round": {str(k): float(np.mean([r["knn_top1"] for r in good if r["round"] == k])) for k in sorted({r["round"] for r in good})},
+            "train_seconds_per_device_round": float(np.mean([r["train_seconds"] for r in good])),
+        }
+    return summary

@@ -1,0 +1,56 @@
+"""Peer graphs for device-to-device transfer (seeded, undirected, connected).
+
+- ``ring``: each device talks to its two neighbours (degree 2).
+- ``k-regular``: a random k-regular graph (every degree = ``topology.degree``).
+- ``small-world``: Watts-Strogatz, ``degree`` nearest neighbours, rewiring prob ``rewire-p``.
+- ``erdos-renyi``: G(n, ``edge-p``), redrawn until connected.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from crlsc_fl.config import TopologySection
+from crlsc_fl.registry import Registry
+
+GRAPHS: Registry[object] = Registry("graph")
+MAX_TRIES = 200
+
+
+def _connected(make, seed: int, what: str) -> nx.Graph:  # type: ignore[no-untyped-def]
+    for attempt in range(MAX_TRIES):
+        graph = make(seed + attempt)
+        if nx.is_connected(graph):
+            return graph
+    raise ValueError(f"could not draw a connected {what} graph in {MAX_TRIES} tries; raise its density")
+
+
+@GRAPHS.register("ring")
+def ring(n: int, topo: TopologySection, seed: int) -> nx.Graph:
+    return nx.cycle_graph(n) if n > 2 else nx.path_graph(n)
+
+
+@GRAPHS.register("k-regular")
+def k_regular(n: int, topo: TopologySection, seed: int) -> nx.Graph:
+    if topo.degree >= n or (topo.degree * n) % 2:
+        raise ValueError(f"topology.degree={topo.degree} impossible for a k-regular graph on {n} devices")
+    return _connected(lambda s: nx.random_regular_graph(topo.degree, n, seed=s), seed, "k-regular")
+
+
+@GRAPHS.register("small-world")
+def small_world(n: int, topo: TopologySection, seed: int) -> nx.Graph:
+    return _connected(lambda s: nx.watts_strogatz_graph(n, min(topo.degree, n - 1), topo.rewire_p, seed=s), seed, "small-world")
+
+
+@GRAPHS.register("erdos-renyi")
+def erdos_renyi(n: int, topo: TopologySection, seed: int) -> nx.Graph:
+    return _connected(lambda s: nx.gnp_random_graph(n, topo.edge_p, seed=s), seed, "Erdos-Renyi")
+
+
+def peer_graph(n: int, topo: TopologySection, seed: int) -> nx.Graph:
+    """The scenario's peer graph over devices 0..n-1."""
+    return GRAPHS.get(topo.graph)(n, topo, seed)  # type: ignore[operator]
+
+
+def neighbours(graph: nx.Graph) -> dict[int, list[int]]:
+    return {node: sorted(graph.neighbors(node)) for node in sorted(graph.nodes)}

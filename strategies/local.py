@@ -1,0 +1,14 @@
+"""``local``: every device trains alone with plain DCL; no knowledge base, nothing sent."""
+
+from __future__ import annotations
+
+from strategies.base import DevicePlan, KnowledgeTransferStrategy
+from strategies.registry import STRATEGIES
+
+
+@STRATEGIES.register("local")
+class LocalStrategy(KnowledgeTransferStrategy):
+    name = "local"
+
+    def plan_round(self, server_round: int) -> dict[int, DevicePlan]:
+        return {spec.device: DevicePlan("dcl") for spec in self.ctx.devices}

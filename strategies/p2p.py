@@ -1,0 +1,34 @@
+"""``p2p`` (device-to-device): devices guide each other with their PKBs over a peer graph.
+
+Round 1 warms up (plain DCL, or with the SKB if ``topology.p2p-warmup = "skb"``); every
+device returns its PKB. From round 2 on, each device trains with its neighbours' latest
+PKBs and returns a new PKB. Flower is a star, so the server relays; every relayed PKB is
+counted on the device-to-device link it stands for.
+"""
+
+from __future__ import annotations
+
+from strategies.base import DevicePlan, KnowledgeTransferStrategy
+from strategies.graphs import neighbours, peer_graph
+from strategies.registry import STRATEGIES
+
+
+@STRATEGIES.register("p2p")
+class P2PStrategy(KnowledgeTransferStrategy):
+    name = "p2p"
+
+    def setup(self) -> None:
+        cfg = self.ctx.cfg
+        self.graph = peer_graph(len(self.ctx.devices), cfg.topology, cfg.scenario.seed)
+        self.peers = neighbours(self.graph)
+
+    def plan_round(self, server_round: int) -> dict[int, DevicePlan]:
+        plans = {}
+        for spec in self.ctx.devices:
+            d = spec.device
+            if server_round == 1:
+                warm_with_skb = self.ctx.cfg.topology.p2p_warmup == "skb"
+                plans[d] = self.skb_plan(d, return_pkb=True) if warm_with_skb else DevicePlan("dcl", return_pkb=True)
+            else:
+                plans[d] = self.peer_plan(d, self.peers[d], return_pkb=True)
+        return plans
