@@ -4,6 +4,7 @@ Message kinds:
 - ``query``: the handshake; replies with the node's partition id.
 - ``train``: one round of local training guided by the KBs (or weights) it carries, then
   kNN evaluation, and the device's PKB / weights when asked (see ``RoundTask``).
+- ``train.decoder``: stage 2, a VQ-VAE decoder trained on the frozen encoder (PSNR/SSIM).
 - ``evaluate``: kNN evaluation of the device's stored encoder for a topology.
 
 Device state stays on the device (:mod:`crlsc_fl.federation.device_store`).
@@ -20,6 +21,7 @@ from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.device_round import evaluate_encoder, run_device_round
 from crlsc_fl.federation.device_store import DeviceStore, state_root
 from crlsc_fl.federation.devices import federated_data
+from crlsc_fl.federation.stage2_phase import decoder_reply, device_decoder_metrics
 from crlsc_fl.federation.records import incoming_kbs, incoming_weights, reply_content, task_from_record
 from crlsc_fl.models.encoders import load_encoder
 
@@ -53,6 +55,15 @@ def train(msg: Message, context: Context) -> Message:
     store = DeviceStore(state_root(context.node_config), context.run_id, task.topology, device)
     outcome = run_device_round(cfg, device, task, store, incoming_kbs(msg.content), incoming_weights(msg.content))
     return Message(content=reply_content(outcome), reply_to=msg)
+
+
+@app.train("decoder")
+def train_decoder(msg: Message, context: Context) -> Message:
+    cfg = scenario_of(msg)
+    topology = str(msg.content.config_records["task"]["topology"])
+    device = partition_id(context)
+    store = DeviceStore(state_root(context.node_config), context.run_id, topology, device)
+    return Message(content=decoder_reply(device_decoder_metrics(cfg, device, store)), reply_to=msg)
 
 
 @app.evaluate()

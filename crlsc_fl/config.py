@@ -248,6 +248,41 @@ class EvalSection:
 
 
 @dataclass(frozen=True)
+class StageTwoSection:
+    """Stage 2 after each topology: ``devices`` devices (a seeded sample; 0 = off) train a
+    VQ-VAE decoder on their frozen encoder and report PSNR/SSIM over ``channel``."""
+
+    devices: int = 0
+    layer: str = "layer3"
+    num_codes: int = 256
+    epochs: int = 2
+    train_samples: int = 64
+    eval_samples: int = 64
+    channel: str = "awgn"
+    snr_db: float = 10.0
+    ber: float = 0.01
+
+    def channel_params(self) -> dict[str, float]:
+        return {"snr_db": self.snr_db} if self.channel in ("awgn", "rayleigh") else {"ber": self.ber} if self.channel == "bsc" else {}
+
+    def validate(self) -> None:
+        from crlsc_fl.models.encoders import FEATURE_LAYERS
+        from crlsc_fl.stage2.channels import CHANNELS, build_channel
+
+        _range("stage2.devices", self.devices, 0)
+        _choice("stage2.layer", self.layer, FEATURE_LAYERS)
+        _range("stage2.num-codes", self.num_codes, 2)
+        _range("stage2.epochs", self.epochs, 1)
+        _range("stage2.train-samples", self.train_samples, 2)
+        _range("stage2.eval-samples", self.eval_samples, 1)
+        _choice("stage2.channel", self.channel, CHANNELS.names())
+        try:
+            build_channel(self.channel, **self.channel_params())
+        except ValueError as err:
+            raise ConfigError(f"stage2: {err}") from None
+
+
+@dataclass(frozen=True)
 class ScenarioConfig:
     scenario: ScenarioSection = field(default_factory=ScenarioSection)
     data: DataSection = field(default_factory=DataSection)
@@ -258,6 +293,7 @@ class ScenarioConfig:
     topology: TopologySection = field(default_factory=TopologySection)
     network: NetworkSection = field(default_factory=NetworkSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    stage2: StageTwoSection = field(default_factory=StageTwoSection)
 
     def validate(self) -> "ScenarioConfig":
         for section in dataclasses.fields(self):

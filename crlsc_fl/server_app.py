@@ -19,7 +19,8 @@ from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.devices import federated_data, plan_devices
 from crlsc_fl.federation.plots import plot_runs
 from crlsc_fl.federation.progress import ProgressGrid
-from crlsc_fl.federation.results import RunWriter, read_metrics, run_directory, summarize
+from crlsc_fl.federation.results import RunWriter, read_metrics, run_directory, summarize, summarize_stage2
+from crlsc_fl.federation.stage2_phase import run_stage2
 from crlsc_fl.kb.builders import build_image_kb, build_text_kb
 from crlsc_fl.kb.knowledge_base import KBConfig
 from crlsc_fl.models.server_models import ServerEncoder, build_server_model
@@ -105,10 +106,14 @@ def main(grid: Grid, context: Context) -> None:
         strategy = STRATEGIES.get(topology)(ctx)
         progress = ProgressGrid(grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start)
         strategy.start(grid=progress, initial_arrays=ArrayRecord(), num_rounds=cfg.scenario.rounds, timeout=3600.0)  # type: ignore[arg-type]
+        stage2_rows = run_stage2(grid, cfg, topology, node_ids, {d.device: d.arch for d in devices}, writer)
         rows = read_metrics(writer.run_dir)
         summary = summarize(rows)
-        writer.write_json("summary.json", {"run_id": context.run_id, "elapsed_seconds": time.time() - run_start, "topologies": summary})
-        plot_runs({"": rows}, writer.run_dir)
+        payload = {"run_id": context.run_id, "elapsed_seconds": time.time() - run_start, "topologies": summary}
+        if stage2_rows:
+            payload["stage2"] = summarize_stage2(read_metrics(writer.run_dir, "stage2.jsonl"))
+        writer.write_json("summary.json", payload)
+        plot_runs({"": rows}, writer.run_dir, payload.get("stage2"))
         done = summary.get(topology, {})
         if "knn_top1" in done:
             log(INFO, "[%s] %s done: kNN top-1 %.1f +- %.1f %%, %.0f bytes per device", cfg.scenario.name, topology,

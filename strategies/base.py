@@ -78,7 +78,7 @@ class KnowledgeTransferStrategy(Strategy):
         self.ctx = ctx
         self.ledger = CommLedger(ctx.cfg.network)
         self.blobs: dict[str, bytes] = {}
-        self.holdings: dict[str, set[str]] = defaultdict(set)  # node name -> KB keys it holds
+        self.holdings: dict[str, set[str]] = defaultdict(set)  # node name -> KB keys it holds (accounting)
         self.pkbs: dict[int, str] = {}  # device -> key of its latest PKB
         self.device_of = {node: device for device, node in ctx.node_ids.items()}
         self.setup()
@@ -131,32 +131,44 @@ class KnowledgeTransferStrategy(Strategy):
         return DevicePlan("crlsc", keys, routes, **kwargs)  # type: ignore[arg-type]
 
     # -- Flower Strategy hooks --------------------------------------------------------
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        scenario = self.ctx.cfg.to_flat()
-        messages = []
+    def deliveries(self, server_round: int) -> list[tuple[int, RoundTask, dict[str, bytes], ArrayRecord | None]]:
+        """Per device: its task, the KB blobs it must receive now, and weights (if any).
+
+        A KB goes only to devices that do not hold it yet, and every hop of its route is
+        recorded once per receiver in the ledger.
+        """
+        out = []
         for device, plan in sorted(self.plan_round(server_round).items()):
             to_send: dict[str, bytes] = {}
             for key in plan.kb_keys:
+                already_held = key in self.holdings[device_node(device)]
                 for src, dst, tier in plan.kb_routes.get(key, []):
                     if key not in self.holdings[dst]:
                         self.ledger.record(server_round, "kb", src, dst, tier, len(self.blobs[key]))
                         self.holdings[dst].add(key)
-                        if dst == device_node(device):
-                            to_send[key] = self.blobs[key]
+                if key not in self.holdings[device_node(device)]:
+                    raise RuntimeError(f"{self.name}: no route delivers KB {key!r} to device {device}")
+                if not already_held:
+                    to_send[key] = self.blobs[key]
             if plan.weights is not None:
                 for src, dst, tier in self.cloud_route(device):
                     self.ledger.record(server_round, "weights", src, dst, tier, weights_nbytes(plan.weights))
             task = RoundTask(
                 self.name, server_round, plan.method, self.ctx.dim, plan.kb_keys, plan.return_pkb, plan.return_weights
             )
-            messages.append(
-                Message(
-                    content=request_content(scenario, task, to_send, plan.weights),
-                    dst_node_id=self.ctx.node_ids[device],
-                    message_type=MessageType.TRAIN,
-                )
+            out.append((device, task, to_send, plan.weights))
+        return out
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        scenario = self.ctx.cfg.to_flat()
+        return [
+            Message(
+                content=request_content(scenario, task, to_send, weights),
+                dst_node_id=self.ctx.node_ids[device],
+                message_type=MessageType.TRAIN,
             )
-        return messages
+            for device, task, to_send, weights in self.deliveries(server_round)
+        ]
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         ok: dict[int, RecordDict] = {}

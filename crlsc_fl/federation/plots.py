@@ -19,8 +19,9 @@ from crlsc_fl.federation.results import summarize
 ARCH_ORDER = ("resnet18", "resnet34", "resnet50")
 
 
-def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path) -> list[Path]:
-    """``runs`` maps a label prefix ('' for a single run) to its metric rows."""
+def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict[str, Any] | None = None) -> list[Path]:
+    """``runs`` maps a label prefix ('' for a single run) to its metric rows; ``stage2`` is a
+    :func:`summarize_stage2` result, drawn as ``stage2_psnr.png`` when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,6 +77,18 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path) -> list[Path
     ax.set_ylabel("last-round kNN top-1 (%)")
     ax.set_title("Accuracy vs communication")
     paths.append(_save(fig, out_dir / "accuracy_vs_bytes.png"))
+
+    if stage2:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+        names = list(stage2)
+        for ax, key, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+            bars = ax.bar(names, [stage2[n][key]["mean"] for n in names], yerr=[stage2[n][key]["std"] for n in names], capsize=3)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+            ax.set_ylabel(unit)
+            ax.tick_params(axis="x", rotation=20)
+        first = stage2[names[0]]
+        fig.suptitle(f"Stage 2: VQ-VAE reconstruction over {first['channel']} ({first['bits_per_image']:.0f} bits/image)")
+        paths.append(_save(fig, out_dir / "stage2_psnr.png"))
     return paths
 
 

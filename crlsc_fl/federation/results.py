@@ -52,17 +52,36 @@ class RunWriter:
         return path
 
     def append_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
-        with self.metrics_file.open("a") as handle:
+        self.append_rows(self.metrics_file.name, rows)
+
+    def append_rows(self, name: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Append JSON lines to ``name`` and flush, so finished work survives a crash."""
+        with (self.run_dir / name).open("a") as handle:
             for row in rows:
                 handle.write(json.dumps(row, default=float) + "\n")
             handle.flush()
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
+def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
+    path = Path(run_dir) / name
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a crlsc_fl run directory?")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarize_stage2(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per topology: mean/spread of the stage-2 PSNR and SSIM, and bits per image."""
+    out: dict[str, Any] = {}
+    for topology in sorted({r["topology"] for r in rows}):
+        good = [r for r in rows if r["topology"] == topology and "error" not in r]
+        if good:
+            out[topology] = {
+                "devices": len(good), "channel": good[0]["channel"],
+                "psnr": _stats([r["psnr"] for r in good]), "ssim": _stats([r["ssim"] for r in good]),
+                "lowlight_psnr": _stats([r["lowlight_psnr"] for r in good]),
+                "bits_per_image": float(good[0]["bits_per_image"]),
+            }
+    return out
 
 
 def _stats(values: list[float]) -> dict[str, float]:

@@ -293,7 +293,7 @@ def real_app_ready() -> str | None:
     return None
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["real"])
 def app_case(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path, list[str], Path]:
     """(app root, scenario, extra runner args, expected results base) for the fake and the real app."""
     if request.param == "fake":
@@ -303,7 +303,8 @@ def app_case(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path
     if reason:
         pytest.skip(reason)
     results = tmp_path / "results"
-    return REPO, REPO / "scenarios" / "ci.toml", ["--set", f"scenario.results-dir={results}"], results
+    extra = ["--set", f"scenario.results-dir={results}", "--set", "devices.num-devices=3"]
+    return REPO, REPO / "scenarios" / "ci.toml", extra, results
 
 
 def assert_all_gone(session: flwr_cli.FlowerSession) -> None:

@@ -1,0 +1,80 @@
+"""Stage 2 in the federation: devices train a VQ-VAE decoder on their frozen encoder.
+
+After a topology's stage-1 rounds, ``stage2.devices`` devices (a seeded sample, the same
+for every topology) receive a ``train.decoder`` message: each trains the codebook and
+decoder on its own images (paper sec. 3.2, eq. 4) and reports PSNR/SSIM over the
+scenario's channel. Nothing but the request and the metrics crosses the network.
+"""
+
+from __future__ import annotations
+
+import time
+from logging import INFO
+from typing import Any
+
+import numpy as np
+from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+
+from crlsc_fl.config import ScenarioConfig
+from crlsc_fl.federation.device_store import DeviceStore
+from crlsc_fl.federation.devices import federated_data
+from crlsc_fl.federation.results import RunWriter
+
+DECODER_MESSAGE = f"{MessageType.TRAIN}.decoder"
+
+
+def stage2_devices(cfg: ScenarioConfig) -> list[int]:
+    count = min(cfg.stage2.devices, cfg.devices.num_devices)
+    rng = np.random.default_rng(cfg.scenario.seed + 2)
+    return sorted(int(d) for d in rng.choice(cfg.devices.num_devices, size=count, replace=False))
+
+
+def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore) -> dict[str, float]:
+    """Client side: train this device's decoder on its frozen encoder; scalar metrics."""
+    from crlsc_fl.stage2 import train_device_decoder
+
+    s = cfg.stage2
+    images, _ = federated_data(cfg).device_images(device)
+    train, held_out = images[: s.train_samples], images[s.train_samples : s.train_samples + s.eval_samples]
+    return train_device_decoder(
+        store.encoder_file, train, held_out if len(held_out) else train,
+        {"layer": s.layer, "num_codes": s.num_codes, "epochs": s.epochs, "seed": cfg.scenario.seed},
+        channel=s.channel, channel_params=s.channel_params(),
+    )
+
+
+def run_stage2(grid: Grid, cfg: ScenarioConfig, topology: str, node_ids: dict[int, int], arch_of: dict[int, str], writer: RunWriter) -> list[dict[str, Any]]:
+    """Server side: ask the sampled devices to train decoders; append rows to ``stage2.jsonl``."""
+    devices = stage2_devices(cfg)
+    if not devices:
+        return []
+    start = time.time()
+    messages = [
+        Message(
+            content=RecordDict({"scenario": ConfigRecord(cfg.to_flat()), "task": ConfigRecord({"topology": topology})}),
+            dst_node_id=node_ids[d], message_type=DECODER_MESSAGE,
+        )
+        for d in devices
+    ]
+    device_of = {node: device for device, node in node_ids.items()}
+    rows = []
+    for reply in grid.send_and_receive(messages, timeout=3600.0):
+        device = device_of[reply.metadata.src_node_id]
+        row: dict[str, Any] = {"topology": topology, "device": device, "arch": arch_of[device], "channel": cfg.stage2.channel}
+        if reply.has_error():
+            row["error"] = str(reply.error.reason)
+        else:
+            row.update(dict(reply.content.metric_records["metrics"]))
+        rows.append(row)
+    writer.append_rows("stage2.jsonl", rows)
+    good = [r for r in rows if "error" not in r]
+    if good:
+        log(INFO, "[%s] stage 2 on %d devices: PSNR %.2f dB, SSIM %.3f (%.0f s)", topology, len(good),
+            np.mean([r["psnr"] for r in good]), np.mean([r["ssim"] for r in good]), time.time() - start)
+    return rows
+
+
+def decoder_reply(metrics: dict[str, float]) -> RecordDict:
+    return RecordDict({"metrics": MetricRecord(metrics)})

@@ -1,0 +1,28 @@
+"""Shared fixtures: a strategy context without Flower or training (no messages are sent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crlsc_fl.config import from_flat
+from crlsc_fl.federation.devices import plan_devices
+from crlsc_fl.federation.results import RunWriter
+from strategies.base import FederationContext
+
+SKB_BLOB = b"S" * 1000
+
+
+@pytest.fixture
+def make_context(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def build(**overrides: object) -> FederationContext:
+        values = {"devices.num-devices": 12, "topology.edges": 3, "data.dataset": "synthetic", **overrides}
+        cfg = from_flat(values)
+        devices = plan_devices(cfg)
+        return FederationContext(
+            cfg, devices, {d.device: 1000 + d.device for d in devices}, 384, RunWriter(tmp_path / "run"),
+            lambda: ("skb-test", SKB_BLOB),
+        )
+
+    return build

@@ -1,0 +1,34 @@
+"""Device plans and shards are a pure function of the scenario and its seed."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from crlsc_fl.config import from_flat
+from crlsc_fl.federation.devices import federated_data, plan_devices
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_same_seed_same_architectures_and_shards(seed: int) -> None:
+    values = {"scenario.seed": seed, "devices.num-devices": 20, "data.dataset": "synthetic"}
+    a, b = plan_devices(from_flat(values)), plan_devices(from_flat(values))
+    assert a == b
+    data = federated_data(from_flat(values))
+    first = [data.partition.shard(i).copy() for i in range(20)]
+    data_again = federated_data(from_flat({**values, "data.test-samples": 11}))  # another key, same seed
+    assert all(np.array_equal(x, data_again.partition.shard(i)) for i, x in enumerate(first))
+
+
+def test_architectures_follow_the_scenario_proportions() -> None:
+    cfg = from_flat({"devices.num-devices": 100, "devices.architectures": "resnet18:0.6,resnet34:0.3,resnet50:0.1"})
+    counts = Counter(d.arch for d in plan_devices(cfg))
+    assert counts == {"resnet18": 60, "resnet34": 30, "resnet50": 10}
+
+
+def test_different_seed_shuffles_architectures() -> None:
+    a = [d.arch for d in plan_devices(from_flat({"scenario.seed": 0}))]
+    b = [d.arch for d in plan_devices(from_flat({"scenario.seed": 1}))]
+    assert a != b and sorted(a) == sorted(b)

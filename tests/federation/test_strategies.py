@@ -1,0 +1,139 @@
+"""Which device receives which knowledge base (or weights) in each topology, and what is counted."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from crlsc_fl.config import TopologySection
+from crlsc_fl.registry import UnknownNameError
+from strategies import STRATEGIES
+from strategies.fedavg import weighted_average
+from strategies.graphs import neighbours, peer_graph
+
+
+def pkb_reply(device: int) -> RecordDict:
+    return RecordDict({"pkb": ConfigRecord({"blob": bytes([device]) * 100}), "metrics": MetricRecord({"num_examples": 10.0})})
+
+
+@pytest.mark.parametrize(
+    ("graph", "extra", "degree"),
+    [("ring", {}, 2), ("k-regular", {"degree": 4}, 4), ("k-regular", {"degree": 3}, 3)],
+)
+@pytest.mark.parametrize("n", [10, 20])
+def test_regular_graphs_have_the_stated_degree(graph: str, extra: dict, degree: int, n: int) -> None:
+    g = peer_graph(n, TopologySection(graph=graph, **extra), seed=0)
+    assert {d for _, d in g.degree} == {degree}
+    assert nx.is_connected(g)
+
+
+@pytest.mark.parametrize("graph", ["small-world", "erdos-renyi"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_graphs_are_connected_and_seeded(graph: str, seed: int) -> None:
+    topo = TopologySection(graph=graph, degree=4, edge_p=0.1)
+    g = peer_graph(40, topo, seed)
+    assert nx.is_connected(g)
+    assert neighbours(g) == neighbours(peer_graph(40, topo, seed))
+
+
+def test_impossible_k_regular_and_unknown_graph_fail_clearly() -> None:
+    with pytest.raises(ValueError, match="degree=3"):
+        peer_graph(5, TopologySection(graph="k-regular", degree=3), 0)
+    with pytest.raises(UnknownNameError, match="valid: erdos-renyi, k-regular, ring, small-world"):
+        peer_graph(5, TopologySection(graph="star"), 0)
+
+
+def test_local_sends_nothing(make_context) -> None:  # type: ignore[no-untyped-def]
+    strategy = STRATEGIES.get("local")(make_context())
+    for device, task, to_send, weights in strategy.deliveries(1):
+        assert task.method == "dcl" and task.kb_keys == () and to_send == {} and weights is None
+    assert strategy.ledger.transfers == []
+
+
+def test_cloud_edge_sends_the_skb_once_per_link(make_context) -> None:  # type: ignore[no-untyped-def]
+    strategy = STRATEGIES.get("cloud-edge")(make_context())
+    first = strategy.deliveries(1)
+    assert all(task.method == "crlsc" and to_send == {"skb-test": b"S" * 1000} for _, task, to_send, _ in first)
+    second = strategy.deliveries(2)
+    assert all(task.kb_keys == ("skb-test",) and to_send == {} for _, task, to_send, _ in second)  # devices keep it
+    tiers = [t.tier for t in strategy.ledger.transfers]
+    assert tiers.count("cloud-edge") == 3  # one per edge node
+    assert tiers.count("edge-device") == 12  # one per device
+    assert {t.src for t in strategy.ledger.transfers if t.tier == "edge-device"} == {"edge-0", "edge-1", "edge-2"}
+    assert all(t.nbytes == 1000 for t in strategy.ledger.transfers)
+
+
+@pytest.mark.parametrize("graph", ["ring", "k-regular"])
+def test_p2p_devices_receive_their_neighbours_pkbs(make_context, graph: str) -> None:  # type: ignore[no-untyped-def]
+    strategy = STRATEGIES.get("p2p")(make_context(**{"topology.graph": graph, "topology.degree": 4}))
+    first = strategy.deliveries(1)
+    assert all(task.method == "dcl" and task.return_pkb and not to_send for _, task, to_send, _ in first)
+    strategy.after_round(1, {d: pkb_reply(d) for d in range(12)})
+    for device, task, to_send, _ in strategy.deliveries(2):
+        peers = strategy.peers[device]
+        assert task.method == "crlsc"
+        assert sorted(to_send) == sorted(f"pkb-p2p-d{p}-r1" for p in peers)
+        assert all(to_send[f"pkb-p2p-d{p}-r1"] == bytes([p]) * 100 for p in peers)
+    d2d = [t for t in strategy.ledger.transfers if t.tier == "d2d"]
+    assert len(d2d) == sum(len(p) for p in strategy.peers.values())
+    assert all(t.dst != t.src and int(t.src.split("-")[1]) in strategy.peers[int(t.dst.split("-")[1])] for t in d2d)
+
+
+def test_p2p_skb_warmup(make_context) -> None:  # type: ignore[no-untyped-def]
+    strategy = STRATEGIES.get("p2p")(make_context(**{"topology.p2p-warmup": "skb"}))
+    assert all(task.kb_keys == ("skb-test",) for _, task, _, _ in strategy.deliveries(1))
+
+
+def test_hybrid_large_devices_mentor_small_ones(make_context) -> None:  # type: ignore[no-untyped-def]
+    ctx = make_context(**{"topology.hybrid-mentors": "resnet50,resnet34", "topology.degree": 2})
+    strategy = STRATEGIES.get("hybrid")(ctx)
+    mentors = {d.device for d in ctx.devices if d.arch in ("resnet50", "resnet34")}
+    assert set(strategy.mentors) == mentors
+    first = {device: task for device, task, _, _ in strategy.deliveries(1)}
+    assert all(first[m].kb_keys == ("skb-test",) and first[m].return_pkb for m in mentors)
+    assert all(first[d].method == "dcl" for d in first if d not in mentors)
+    strategy.after_round(1, {m: pkb_reply(m) for m in mentors})
+    for device, task, to_send, _ in strategy.deliveries(2):
+        if device in mentors:
+            assert task.kb_keys == ("skb-test",) and to_send == {}
+        else:
+            assert len(strategy.mentors_of[device]) == 2 and set(strategy.mentors_of[device]) <= mentors
+            assert sorted(task.kb_keys) == sorted(f"pkb-hybrid-d{m}-r1" for m in strategy.mentors_of[device])
+
+
+def test_hybrid_without_mentors_fails_clearly(make_context) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="matches no device"):
+        STRATEGIES.get("hybrid")(make_context(**{"devices.architectures": "resnet18:1.0", "topology.hybrid-mentors": "resnet50"}))
+
+
+def test_fedavg_sends_group_weights_and_counts_them(make_context) -> None:  # type: ignore[no-untyped-def]
+    ctx = make_context(**{"devices.architectures": "resnet18:0.5,resnet34:0.5"})
+    strategy = STRATEGIES.get("fedavg")(ctx)
+    deliveries = strategy.deliveries(1)
+    by_arch: dict[str, set[int]] = {}
+    for device, task, to_send, weights in deliveries:
+        assert weights is not None and task.return_weights and to_send == {}
+        by_arch.setdefault(ctx.devices[device].arch, set()).add(id(weights))
+    assert all(len(ids) == 1 for ids in by_arch.values())  # one shared record per architecture group
+    assert {t.kind for t in strategy.ledger.transfers} == {"weights"}
+    assert len(strategy.ledger.transfers) == 2 * 12  # cloud->edge and edge->device, per device
+
+
+def test_weighted_average_weights_and_integer_buffers() -> None:
+    a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(5)}
+    out = weighted_average([a, b], [1.0, 3.0])
+    assert torch.allclose(out["w"], torch.tensor([3.0, 5.0]))
+    assert int(out["n"]) == 5
+
+
+def test_unknown_topology_lists_valid_names() -> None:
+    with pytest.raises(UnknownNameError, match="cloud-edge, fedavg, hybrid, local, p2p"):
+        STRATEGIES.get("mesh")
+
+
+def test_array_record_round_trip_keeps_weights() -> None:
+    state = {"w": torch.randn(3, 2)}
+    assert torch.equal(ArrayRecord(torch_state_dict=state).to_torch_state_dict()["w"], state["w"])

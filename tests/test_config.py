@@ -1,0 +1,57 @@
+"""The scenario config: pyproject defaults, shipped scenarios, and clear errors for bad keys."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from crlsc_fl.config import ConfigError, ScenarioConfig, flatten, from_flat, load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pyproject_app_config_equals_the_schema_defaults() -> None:
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert flatten(table) == ScenarioConfig().to_flat()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_scenario_is_valid(path: Path) -> None:
+    cfg = load_scenario(path)
+    assert cfg.scenario.name == path.stem
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"train.bogus": 1}, "unknown scenario key 'train.bogus'; valid keys in \\[train\\]"),
+        ({"nonsense.key": 1}, "valid keys \\(tables\\)"),
+        ({"train.lr": -1.0}, "train.lr=-1.0 out of range"),
+        ({"train.local-epochs": "2"}, "train.local-epochs='2' has type str; expected int"),
+        ({"scenario.topologies": "local,star"}, "scenario.topologies='star' is not allowed; valid: local, cloud-edge"),
+        ({"devices.architectures": "resnet18:0.5"}, "weights must be > 0 and sum to 1"),
+        ({"devices.architectures": "vgg:1"}, "devices.architectures='vgg' is not allowed"),
+        ({"kb.source": "image"}, "needs an image tower"),
+        ({"topology.graph": "k-regular", "topology.degree": 3, "devices.num-devices": 5}, "impossible for a k-regular"),
+        ({"kb.m": 7}, "must divide the vector dimension 384"),
+        ({"data.dataset": "imagenet"}, "data.dataset='imagenet' is not allowed; valid: cifar10, cifar100"),
+        ({"fusion.weights": "max"}, "fusion.weights='max' is not allowed; valid: softmax, raw"),
+    ],
+)
+def test_bad_values_fail_with_the_key_value_and_allowed(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_flat(values)
+
+
+def test_bad_scenario_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[train]\nlocal-epochs = 0\n")
+    with pytest.raises(ConfigError, match="bad.toml: train.local-epochs=0 out of range"):
+        load_scenario(path)
+    path.write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_scenario(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_scenario(tmp_path / "missing.toml")
