@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from crlsc_fl.models.modules.kb_fusion import FusionConfig
 from crlsc_fl.registry import UnknownNameError
 
 
@@ -145,23 +146,11 @@ class TrainSection:
 
 
 @dataclass(frozen=True)
-class FusionSection:
-    top_n: int = 30
-    noise_variance: float = 0.2
-    weights: str = "softmax"
-    scale: str = "sqrt-d"
-    attention_temperature: float = 0.1
-    query: str = "raw"
+class FusionSection(FusionConfig):
+    """The fusion options of eq. 1-2 (:class:`FusionConfig` validates them on creation)."""
 
     def validate(self) -> None:
-        from crlsc_fl.models.modules.kb_fusion import FUSION_QUERIES, FUSION_SCALES, FUSION_WEIGHTS
-
-        _range("fusion.top-n", self.top_n, 1)
-        _range("fusion.noise-variance", self.noise_variance, 0)
-        _choice("fusion.weights", self.weights, FUSION_WEIGHTS)
-        _choice("fusion.scale", self.scale, FUSION_SCALES)
-        _choice("fusion.query", self.query, FUSION_QUERIES)
-        _range("fusion.attention-temperature", self.attention_temperature, 0, open_low=True)
+        pass
 
 
 @dataclass(frozen=True)
@@ -344,9 +333,12 @@ def from_flat(values: Mapping[str, Any]) -> ScenarioConfig:
             raise ConfigError(f"unknown scenario key {key!r}; valid keys{' in [' + section + ']' if section in sections else ' (tables)'}: {', '.join(hint)}")
         section, name = key.split(".", 1)
         sections[section][name.replace("-", "_")] = _convert(key, value, valid_keys[key])
-    config = ScenarioConfig(
-        **{name: dataclasses.replace(getattr(defaults, name), **overrides) for name, overrides in sections.items()}
-    )
+    try:
+        config = ScenarioConfig(
+            **{name: dataclasses.replace(getattr(defaults, name), **overrides) for name, overrides in sections.items()}
+        )
+    except ValueError as err:  # sections that validate on creation (fusion)
+        raise ConfigError(str(err)) from None
     return config.validate()
 
 

@@ -23,6 +23,8 @@ def fit_classifier(
         order = torch.randperm(len(features), generator=generator)
         for start in range(0, len(features), batch_size):
             idx = order[start : start + batch_size]
+            if len(idx) < 2:
+                continue  # batch-norm heads (the MLP probe) cannot train on one sample
             loss = F.cross_entropy(head(features[idx]), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -26,7 +26,6 @@ from crlsc_fl.kb.knowledge_base import KBConfig
 from crlsc_fl.kb.union import KnowledgeBaseUnion
 from crlsc_fl.methods import TrainConfig, build_method
 from crlsc_fl.models.encoders import LocalEncoder, build_encoder, save_encoder
-from crlsc_fl.models.modules.kb_fusion import FusionConfig
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,6 @@ def train_config(cfg: ScenarioConfig, device: int) -> TrainConfig:
     )
 
 
-def fusion_config(cfg: ScenarioConfig) -> FusionConfig:
-    f = cfg.fusion
-    return FusionConfig(
-        top_n=f.top_n, noise_variance=f.noise_variance, weights=f.weights, scale=f.scale,
-        attention_temperature=f.attention_temperature, query=f.query,
-    )
-
-
 def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """kNN top-1/top-5 on the scenario's test subset, the device's labelled images as the bank."""
     data = federated_data(cfg)
@@ -92,7 +83,7 @@ def run_device_round(
     encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem)
     kbs = [store.knowledge_base(key, incoming_kbs.get(key)) for key in task.kb_keys]
     kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
-    options = {"fusion": fusion_config(cfg)} if task.method == "crlsc" else {}
+    options = {"fusion": cfg.fusion} if task.method == "crlsc" else {}
     method = build_method(task.method, encoder, train_config(cfg, device), kb=kb, **options)  # type: ignore[arg-type]
     batch = min(cfg.train.batch_size, len(images))
     previous = store.load_training()

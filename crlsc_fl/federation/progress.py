@@ -1,7 +1,8 @@
 """A Grid wrapper that reports progress while a round's replies come in.
 
 ``send_and_receive`` pushes all messages, then pulls replies and logs, every few seconds,
-the devices done, elapsed time and the running mean kNN top-1 of the replies so far.
+the devices done, elapsed time and the running mean kNN top-1 of the replies so far; each
+round's wall time is appended to ``rounds.jsonl`` in the run directory.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ from flwr.app import Message
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
+from crlsc_fl.federation.results import RunWriter
+
 
 class ProgressGrid:
-    def __init__(self, grid: Grid, label: str, num_rounds: int, run_start: float, every: float = 5.0) -> None:
+    def __init__(
+        self, grid: Grid, label: str, num_rounds: int, run_start: float, writer: RunWriter | None = None, every: float = 5.0
+    ) -> None:
         self._grid = grid
         self.label, self.num_rounds, self.run_start, self.every = label, num_rounds, run_start, every
+        self.writer = writer
         self.server_round = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -50,4 +56,10 @@ class ProgressGrid:
                 )
             if pending:
                 time.sleep(0.2)
+        if self.writer is not None:  # round wall times, for benchmarks/federation_overhead.py
+            self.writer.append_rows(
+                "rounds.jsonl",
+                [{"label": self.label, "round": self.server_round, "devices": total, "replies": len(replies),
+                  "wall_seconds": time.monotonic() - start}],
+            )
         return replies

@@ -15,9 +15,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from crlsc_fl.eval.knn import topk_accuracy
+from crlsc_fl.eval.linear_probe import fit_classifier, standardize
 from crlsc_fl.registry import Registry
 
 ProbeFactory = Callable[[int, int, int], nn.Module]
@@ -70,13 +71,6 @@ class ProbeResult:
     num_test: int
 
 
-def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    """Fraction of rows whose label is among the ``k`` largest logits (k capped at the classes)."""
-    k = min(k, logits.shape[1])
-    hits = (logits.topk(k, dim=1).indices == labels.unsqueeze(1)).any(dim=1)
-    return float(hits.float().mean())
-
-
 def _check_features(x: np.ndarray, y: np.ndarray, name: str, num_classes: int) -> None:
     if x.ndim != 2 or len(x) != len(y) or len(x) == 0:
         raise ValueError(f"{name} features must be (N, F) with N = len(labels) > 0, got {x.shape} and {len(y)} labels")
@@ -99,33 +93,20 @@ def train_probe(
     _check_features(test_x, test_y, "test", num_classes)
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train features have {train_x.shape[1]} dims, test features {test_x.shape[1]}")
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6  # standardise: raw feature scales vary by encoder
-    xs = torch.from_numpy(((train_x - mean) / std).astype(np.float32))
-    xt = torch.from_numpy(((test_x - mean) / std).astype(np.float32))
+    xs, xt = standardize(torch.from_numpy(train_x.astype(np.float32)), torch.from_numpy(test_x.astype(np.float32)))
     ys, yt = torch.from_numpy(train_y.astype(np.int64)), torch.from_numpy(test_y.astype(np.int64))
-    model = factory(xs.shape[1], num_classes, config.hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    model.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(len(xs), generator=generator)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            if len(batch) < 2:
-                continue  # the MLP's batch-norm cannot train on a single sample
-            loss = F.cross_entropy(model(xs[batch]), ys[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
+    torch.manual_seed(config.seed)
+    model = fit_classifier(
+        factory(xs.shape[1], num_classes, config.hidden), xs, ys, epochs=config.epochs, lr=config.lr,
+        batch_size=config.batch_size, weight_decay=config.weight_decay, seed=config.seed,
+    )
     with torch.no_grad():
-        test_logits, train_logits = model(xt), model(xs)
+        test_scores, train_scores = topk_accuracy(model(xt), yt), topk_accuracy(model(xs), ys)
     return ProbeResult(
         probe=kind,
-        top1=topk_accuracy(test_logits, yt, 1),
-        top5=topk_accuracy(test_logits, yt, 5),
-        train_top1=topk_accuracy(train_logits, ys, 1),
+        top1=test_scores["top1"] / 100,
+        top5=test_scores["top5"] / 100,
+        train_top1=train_scores["top1"] / 100,
         num_train=len(xs),
         num_test=len(xt),
     )

@@ -10,7 +10,8 @@ from crlsc_fl.models.encoders import build_encoder
 from crlsc_fl.registry import UnknownNameError
 from crlsc_fl.stage2 import features as features_module
 from crlsc_fl.stage2.features import cached_features, extract_features
-from crlsc_fl.stage2.probes import PROBES, ProbeConfig, topk_accuracy, train_probe
+from crlsc_fl.eval.knn import topk_accuracy
+from crlsc_fl.stage2.probes import PROBES, ProbeConfig, train_probe
 
 
 def _blobs(n: int, classes: int, dims: int, seed: int, spread: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -41,9 +42,10 @@ def test_probes_separate_generated_features(kind: str, classes: int) -> None:
 def test_topk_accuracy() -> None:
     logits = torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.2, 0.7], [0.5, 0.4, 0.1]])
     labels = torch.tensor([0, 0, 1])
-    assert topk_accuracy(logits, labels, 1) == pytest.approx(1 / 3)
-    assert topk_accuracy(logits, labels, 2) == pytest.approx(2 / 3)
-    assert topk_accuracy(logits, labels, 5) == 1.0
+    scores = topk_accuracy(logits, labels, ks=(1, 2, 5))
+    assert scores["top1"] == pytest.approx(100 / 3, rel=1e-5)
+    assert scores["top2"] == pytest.approx(200 / 3, rel=1e-5)
+    assert scores["top5"] == 100.0
 
 
 def test_bad_probe_inputs() -> None:

@@ -54,13 +54,13 @@ class FusionConfig:
             ("query", self.query, FUSION_QUERIES),
         ):
             if value not in allowed:
-                raise ValueError(f"fusion {name}={value!r} is not one of {', '.join(allowed)}")
+                raise ValueError(f"fusion.{name}={value!r} is not allowed; valid: {', '.join(allowed)}")
         if self.top_n < 1:
-            raise ValueError(f"fusion top_n={self.top_n} must be >= 1")
+            raise ValueError(f"fusion.top-n={self.top_n} out of range [1, inf]")
         if self.noise_variance < 0:
-            raise ValueError(f"fusion noise_variance={self.noise_variance} must be >= 0")
+            raise ValueError(f"fusion.noise-variance={self.noise_variance} out of range [0, inf]")
         if self.attention_temperature <= 0:
-            raise ValueError(f"fusion attention_temperature={self.attention_temperature} must be > 0")
+            raise ValueError(f"fusion.attention-temperature={self.attention_temperature} out of range (0, inf]")
 
 
 class KnowledgeFusion(nn.Module):

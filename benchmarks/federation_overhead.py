@@ -1,0 +1,135 @@
+"""Benchmark: Flower simulation overhead and peak memory (issue 3).
+
+1. Runs a scenario's topology (default: ``local`` of ``scenarios/quick.toml``, 100 devices)
+   through the real launcher (Flower simulation, 2 actors of 1 CPU each), sampling memory
+   every 0.5 s: the peak of (MemTotal - MemAvailable) above the idle baseline, and the
+   peak summed RSS of the launcher's process tree.
+2. Runs the same devices' same rounds in a bare PyTorch loop in this process (the same
+   :func:`crlsc_fl.federation.device_round.run_device_round`, 2 torch threads).
+3. Reports per-round wall time of both and the ratio simulation / bare loop.
+
+    python -m benchmarks.federation_overhead --scenario scenarios/quick.toml --topology local \\
+        --out results/benchmarks/federation_overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from crlsc_fl import launch
+from crlsc_fl.config import load_scenario
+from crlsc_fl.federation.device_round import RoundTask, run_device_round
+from crlsc_fl.federation.device_store import DeviceStore
+from crlsc_fl.federation.results import read_metrics
+
+
+def meminfo_used() -> int:
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    kib = lambda name: int(fields[name].strip().split()[0]) * 1024  # noqa: E731
+    return kib("MemTotal") - kib("MemAvailable")
+
+
+def tree_rss(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            pages = int((entry / "statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        pid = int(entry.name)
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+class MemorySampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.baseline = meminfo_used()
+        self.peak_system = 0
+        self.peak_tree = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak_system = max(self.peak_system, meminfo_used() - self.baseline)
+            self.peak_tree = max(self.peak_tree, tree_rss(os.getpid()))
+            self.stop.wait(0.5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", type=Path, default=Path("scenarios/quick.toml"))
+    parser.add_argument("--topology", default="local")
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks/federation_overhead.json"))
+    args = parser.parse_args(argv)
+
+    results_dir = Path(tempfile.mkdtemp(prefix="crlsc-overhead-"))
+    overrides = ["--set", f"scenario.topologies={args.topology}", "--set", f"scenario.results-dir={results_dir}",
+                 "--set", "stage2.devices=0"]
+    sampler = MemorySampler()
+    sampler.start()
+    start = time.time()
+    code = launch.main([str(args.scenario), *overrides])
+    sim_total = time.time() - start
+    sampler.stop.set()
+    sampler.join()
+    if code != 0:
+        raise SystemExit(f"simulation failed with exit code {code}")
+    (run_dir,) = [p for p in results_dir.glob("*/*") if p.is_dir()]
+    rounds = read_metrics(run_dir, "rounds.jsonl")
+    cfg = load_scenario(args.scenario)
+
+    # The bare loop: the same device work, one device after the other, no Flower.
+    torch.set_num_threads(2)
+    state_root = Path(tempfile.mkdtemp(prefix="crlsc-bare-"))
+    dim = 384 if cfg.kb.server_model == "minilm" else 512
+    bare_rounds = []
+    for server_round in range(1, cfg.scenario.rounds + 1):
+        round_start = time.time()
+        for device in range(cfg.devices.num_devices):
+            store = DeviceStore(state_root, "bare", args.topology, device)
+            run_device_round(cfg, device, RoundTask(args.topology, server_round, "dcl", dim), store)
+        bare_rounds.append(time.time() - round_start)
+        print(f"bare loop round {server_round}: {bare_rounds[-1]:.1f} s", flush=True)
+
+    sim_rounds = [r["wall_seconds"] for r in rounds if r["label"].endswith(f"/{args.topology}")]
+    report = {
+        "command": "python -m benchmarks.federation_overhead " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {round(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30)} GiB",
+        "scenario": str(args.scenario), "topology": args.topology, "devices": cfg.devices.num_devices,
+        "simulation_round_seconds": sim_rounds,
+        "bare_loop_round_seconds": bare_rounds,
+        "ratio_per_round": [s / b for s, b in zip(sim_rounds, bare_rounds)],
+        "ratio_mean": sum(sim_rounds) / sum(bare_rounds),
+        "simulation_total_seconds_incl_startup": sim_total,
+        "peak_memory_gib_system_delta": sampler.peak_system / 2**30,
+        "peak_memory_gib_process_tree_rss": sampler.peak_tree / 2**30,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
