@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m crlsc_fl.stage2", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("encoders (at least one)")
     src.add_argument("--encoder", action="append", default=[], metavar="PATH", help="encoder file from save_encoder (repeatable)")
-    src.add_argument("--run-dir", action="append", default=[], metavar="DIR", help="run with state/device-*/encoder.pt (repeatable)")
+    src.add_argument("--run-dir", action="append", default=[], metavar="DIR",
+                     help="finished run (results/<scenario>/<run id>); its device encoders are read from device state (repeatable)")
+    src.add_argument("--state-dir", help="device state root of the run (default: $CRLSC_STATE_DIR or the cache)")
+    src.add_argument("--device-ids", type=_list_of(int), default=[], help="comma list: only these devices of each run")
     src.add_argument("--arch", help="fail unless every encoder has this architecture (e.g. resnet18)")
     src.add_argument("--stem", choices=("cifar", "imagenet"), help="fail unless every encoder has this stem")
     p.add_argument("--out", required=True, help="output directory")
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             channels=args.channels, snr_db=args.snr_db, ber=args.ber, gamma=args.gamma, brightness=args.brightness,
             arch=args.arch, stem=args.stem, skip_probes=args.skip_probes, skip_link=args.skip_link, seed=args.seed,
         )
-        entries = discover_encoders(args.encoder, args.run_dir)
+        entries = discover_encoders(args.encoder, args.run_dir, args.state_dir, args.device_ids)
         if args.threads > 0:
             torch.set_num_threads(args.threads)
         make_report(entries, args.out, config)

@@ -115,16 +115,39 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "encoder"
 
 
-def discover_encoders(encoders: Sequence[str | os.PathLike[str]] = (), run_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[EncoderEntry]:
-    """Encoder files given directly, plus ``<run-dir>/state/device-*/encoder.pt`` of each run."""
+def run_encoder_files(run_dir: Path, state_dir: str | os.PathLike[str] | None = None, device_ids: Sequence[int] = ()) -> list[Path]:
+    """The device encoders of a finished federated run, from device-local storage.
+
+    A run directory's ``config.json`` names the run id; its devices saved their encoders
+    under ``<state root>/<run id>/<topology>/device-<id>/encoder.pt`` (state root: ``state_dir``,
+    else ``$CRLSC_STATE_DIR``, else the cache; see :mod:`crlsc_fl.federation.device_store`).
+    """
+    from crlsc_fl.federation.device_store import state_root
+
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: is {run_dir} a run directory of crlsc_fl.launch?")
+    run_id = json.loads(config_file.read_text())["run_id"]
+    root = Path(state_dir) if state_dir else state_root()
+    files = sorted(
+        f for f in (root / str(run_id)).glob("*/device-*/encoder.pt")
+        if not device_ids or int(f.parent.name.split("-")[1]) in device_ids
+    )
+    if not files:
+        raise FileNotFoundError(f"no device encoders of run {run_id} under {root / str(run_id)} (devices {list(device_ids) or 'all'})")
+    return files
+
+
+def discover_encoders(
+    encoders: Sequence[str | os.PathLike[str]] = (), run_dirs: Sequence[str | os.PathLike[str]] = (),
+    state_dir: str | os.PathLike[str] | None = None, device_ids: Sequence[int] = (),
+) -> list[EncoderEntry]:
+    """Encoder files given directly, plus the device encoders of each finished run."""
     found: list[tuple[Path, str | None]] = [(Path(p), None) for p in encoders]
     for run_dir in map(Path, run_dirs):
         if not run_dir.is_dir():
             raise FileNotFoundError(f"run directory {run_dir} does not exist")
-        files = sorted(run_dir.glob("state/device-*/encoder.pt"))
-        if not files:
-            raise FileNotFoundError(f"run directory {run_dir} holds no state/device-*/encoder.pt")
-        found += [(f, run_dir.name) for f in files]
+        found += [(f, f.parent.parent.name) for f in run_encoder_files(run_dir, state_dir, device_ids)]
     if not found:
         raise ValueError("no encoders given: pass --encoder PATH or --run-dir RUN_DIR")
     entries, labels = [], set()
@@ -134,7 +157,7 @@ def discover_encoders(encoders: Sequence[str | os.PathLike[str]] = (), run_dirs:
         extra = _checkpoint_extra(path)
         device = str(extra.get("device", path.parent.name if run_name else path.stem))
         topology = str(extra.get("topology", run_name or "default"))
-        label = _safe(f"{run_name}-{device}" if run_name else device)
+        label = _safe(f"{run_name}-device-{device}" if run_name else device)
         while label in labels:  # two files with one name: keep labels unique
             label += "_"
         labels.add(label)

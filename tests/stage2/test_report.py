@@ -18,20 +18,35 @@ TINY_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A finished run as the federation writes it: state/device-*/encoder.pt with topology."""
+def run_dir(tmp_path_factory, monkeypatch_module):
+    """A finished run as the federation writes it: results/<scenario>/<run id>/config.json, and
+    encoders in device-local state, <state root>/<run id>/<topology>/device-<id>/encoder.pt."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("runs")
+    state = root / "device-state"
+    monkeypatch_module.setenv("CRLSC_STATE_DIR", str(state))
     for i, topology in enumerate(["star", "star", "ring"]):
-        folder = root / "run" / "state" / f"device-{i}"
+        folder = state / "7" / topology / f"device-{i}"
         folder.mkdir(parents=True)
-        save_encoder(build_encoder("resnet18", dim=16, hidden_dim=16), folder / "encoder.pt", topology=topology, device=f"device-{i}")
-    return root / "run"
+        save_encoder(build_encoder("resnet18", dim=16, hidden_dim=16), folder / "encoder.pt", topology=topology, device=i)
+    run = root / "results" / "ci" / "7"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"run_id": 7}')
+    return run
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 def test_discover_groups_by_topology(run_dir, tmp_path) -> None:
     entries = discover_encoders(run_dirs=[run_dir])
-    assert [(e.label, e.topology) for e in entries] == [("run-device-0", "star"), ("run-device-1", "star"), ("run-device-2", "ring")]
+    assert sorted((e.label, e.topology) for e in entries) == [
+        ("ring-device-2", "ring"), ("star-device-0", "star"), ("star-device-1", "star")
+    ]
+    assert [e.label for e in discover_encoders(run_dirs=[run_dir], device_ids=[1])] == ["star-device-1"]
     plain = tmp_path / "plain.pt"
     save_encoder(build_encoder("resnet18", dim=16, hidden_dim=16), plain)  # no extra fields
     assert [(e.label, e.topology) for e in discover_encoders([plain])] == [("plain", "default")]
@@ -43,10 +58,10 @@ def test_cli_end_to_end(run_dir, tmp_path, monkeypatch) -> None:
     assert main(["--run-dir", str(run_dir), "--out", str(out), "--arch", "resnet18", *TINY_ARGS]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["encoders"]) == 3 and "cifar100" in summary["datasets_missing"]
-    for name in ["probes.json", "probes.md", "link.md", "channel_curves.png", "reconstruction-run-device-0.png", "degradation-run-device-2.png"]:
+    for name in ["probes.json", "probes.md", "link.md", "channel_curves.png", "reconstruction-star-device-0.png", "degradation-ring-device-2.png"]:
         assert (out / name).stat().st_size > 0, name
     table = (out / "probes.md").read_text()
-    assert "| run-device-0 | star | synthetic | linear |" in table and "cifar100:" in table
+    assert "| star-device-0 | star | synthetic | linear |" in table and "cifar100:" in table
     link = summary["encoders"][0]["link"]
     channels = {(row["channel"], row.get("snr_db", row.get("ber"))) for row in link["channels"]}
     assert channels == {("ideal", None), ("awgn", -5.0), ("awgn", 10.0), ("rayleigh", -5.0), ("rayleigh", 10.0), ("bsc", 0.01), ("bsc", 0.2)}
