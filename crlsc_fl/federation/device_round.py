@@ -25,7 +25,7 @@ from crlsc_fl.kb.builders import build_pkb
 from crlsc_fl.kb.knowledge_base import KBConfig
 from crlsc_fl.kb.union import KnowledgeBaseUnion
 from crlsc_fl.methods import TrainConfig, build_method
-from crlsc_fl.models.encoders import LocalEncoder, build_encoder, save_encoder
+from crlsc_fl.models.encoders import LocalEncoder, build_encoder
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,7 @@ def run_device_round(
         )
         pkb_blob = pkb.to_bytes()
 
-    store.save_training(method.training_state())
-    save_encoder(encoder, store.encoder_file, topology=task.topology, device=device, round=task.server_round)
+    store.save(method, topology=task.topology, device=device, round=task.server_round)
     images_trained = fit.steps * batch
     metrics = {
         "loss": fit.epoch_losses[-1] if fit.epoch_losses else float("nan"),

@@ -3,9 +3,12 @@
 Layout (one directory per device and topology)::
 
     <state root>/<run id>/<topology>/device-<id>/
-        training.pt     encoder + optimizer + scheduler + RNG state (resumes local training)
-        encoder.pt      the encoder alone, loadable by crlsc_fl.models.encoders.load_encoder
+        encoder.pt      the encoder (loadable by crlsc_fl.models.encoders.load_encoder) with,
+                        under "extra", the schedule position, lr, RNG state and method state
         kb/<key>.kb     knowledge bases received earlier (an SKB is sent to a device once)
+
+Adam's moments are not kept between rounds (they would triple the state: 100 devices x 5
+topologies of ResNets are tens of GB); each round restarts them at the scheduled lr.
 
 The state root is the node config key ``state-dir`` (deployment: ``--node-config
 "state-dir=..."``), else ``$CRLSC_STATE_DIR``, else ``<cache dir>/device-state``.
@@ -18,6 +21,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from crlsc_fl.methods.base import Stage1Method
+from crlsc_fl.models.encoders import save_encoder
 
 from crlsc_fl.data.paths import cache_dir
 from crlsc_fl.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError
@@ -36,22 +42,19 @@ class DeviceStore:
         (self.path / "kb").mkdir(parents=True, exist_ok=True)
 
     @property
-    def training_file(self) -> Path:
-        return self.path / "training.pt"
-
-    @property
     def encoder_file(self) -> Path:
         return self.path / "encoder.pt"
 
     def load_training(self) -> dict[str, Any] | None:
-        if not self.training_file.exists():
+        """The training state saved by :meth:`save`, or None before the first round."""
+        if not self.encoder_file.exists():
             return None
-        return torch.load(self.training_file, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(self.encoder_file, map_location="cpu", weights_only=True)
+        return {"encoder": checkpoint["state_dict"], **checkpoint["extra"]["training"]}
 
-    def save_training(self, state: dict[str, Any]) -> None:
-        tmp = self.training_file.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.training_file)
+    def save(self, method: Stage1Method, **meta: Any) -> None:
+        state = method.training_state(with_optimizer=False)
+        save_encoder(method.encoder, self.encoder_file, training={k: v for k, v in state.items() if k != "encoder"}, **meta)
 
     def knowledge_base(self, key: str, blob: bytes | None) -> KnowledgeBase:
         """The KB ``key``: from ``blob`` if it just arrived (then kept), else from local storage."""

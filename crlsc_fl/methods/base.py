@@ -141,21 +141,28 @@ class Stage1Method(nn.Module):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
-    def training_state(self) -> dict[str, Any]:
+    def training_state(self, with_optimizer: bool = True) -> dict[str, Any]:
+        """Everything needed to resume training. ``with_optimizer=False`` leaves out Adam's
+        moments (two copies of the weights): the schedule position and lr are still kept."""
         return {
             "encoder": self.encoder.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "optimizer": self.optimizer.state_dict() if self.optimizer and with_optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "lr": [group["lr"] for group in self.optimizer.param_groups] if self.optimizer else None,
             "generator": self.generator.get_state(),
             "extra": self.extra_state(),
         }
 
     def load_training_state(self, state: dict[str, Any], steps_per_epoch: int, epochs: int) -> None:
         self.encoder.load_state_dict(state["encoder"])
-        if state.get("optimizer") is not None:
+        if state.get("scheduler") is not None:
             self._ensure_optimizer(steps_per_epoch, epochs)
             assert self.optimizer is not None and self.scheduler is not None
-            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("optimizer") is not None:
+                self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            # The cosine schedule updates lr recursively from the current value: restore it.
+            for group, lr in zip(self.optimizer.param_groups, state["lr"]):
+                group["lr"] = lr
         self.generator.set_state(state["generator"])
         self.load_extra_state(state.get("extra", {}))
