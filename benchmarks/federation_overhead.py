@@ -80,13 +80,16 @@ class MemorySampler(threading.Thread):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", type=Path, default=Path("scenarios/quick.toml"))
-    parser.add_argument("--topology", default="local")
+    parser.add_argument("--topology", default="local", help="topology timed against the bare loop")
+    parser.add_argument("--topologies", default=None, help="simulate only these (default: the scenario's)")
+    parser.add_argument("--results-dir", type=Path, default=None, help="where the simulated run is kept (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/federation_overhead.json"))
     args = parser.parse_args(argv)
 
-    results_dir = Path(tempfile.mkdtemp(prefix="crlsc-overhead-"))
-    overrides = ["--set", f"scenario.topologies={args.topology}", "--set", f"scenario.results-dir={results_dir}",
-                 "--set", "stage2.devices=0"]
+    results_dir = (args.results_dir or Path(tempfile.mkdtemp(prefix="crlsc-overhead-"))).resolve()
+    overrides = ["--set", f"scenario.results-dir={results_dir}"]
+    if args.topologies:
+        overrides += ["--set", f"scenario.topologies={args.topologies}"]
     sampler = MemorySampler()
     sampler.start()
     start = time.time()
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     sampler.join()
     if code != 0:
         raise SystemExit(f"simulation failed with exit code {code}")
-    (run_dir,) = [p for p in results_dir.glob("*/*") if p.is_dir()]
+    run_dir = max((p for p in results_dir.glob("*/*") if (p / "rounds.jsonl").exists()), key=lambda p: p.stat().st_mtime)
     rounds = read_metrics(run_dir, "rounds.jsonl")
     cfg = load_scenario(args.scenario)
 
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_per_round": [s / b for s, b in zip(sim_rounds, bare_rounds)],
         "ratio_mean": sum(sim_rounds) / sum(bare_rounds),
         "simulation_total_seconds_incl_startup": sim_total,
+        "simulated_topologies": args.topologies or cfg.scenario.topologies,
+        "run_dir": str(run_dir),
         "peak_memory_gib_system_delta": sampler.peak_system / 2**30,
         "peak_memory_gib_process_tree_rss": sampler.peak_tree / 2**30,
     }

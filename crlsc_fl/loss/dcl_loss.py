@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from crlsc_fl.loss.base import TemperatureLoss
 
 
-class DCLLoss(nn.Module):
-    def __init__(self, temperature: float = 0.1) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = temperature
-
+class DCLLoss(TemperatureLoss):
     def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
         out0, out1 = F.normalize(out0, dim=1), F.normalize(out1, dim=1)
         return 0.5 * (self._one_side(out0, out1) + self._one_side(out1, out0))

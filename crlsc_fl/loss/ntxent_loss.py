@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from crlsc_fl.loss.base import TemperatureLoss
 
 
-class NTXentLoss(nn.Module):
-    def __init__(self, temperature: float = 0.1) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = temperature
-
+class NTXentLoss(TemperatureLoss):
     def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
         z = F.normalize(torch.cat([out0, out1]), dim=1)
         batch = out0.shape[0]
