@@ -3,10 +3,14 @@
 Class c is a stripe orientation, c * 90 / num_classes degrees (within [0, 90) so that a
 horizontal flip, 180 - angle, never lands on another class). A sample is a grating of
 that orientation with a random period, phase and shift, tinted with a random colour on
-a random background, plus pixel noise. Period and colour are nuisances that dominate a
-random encoder's features, so an untrained encoder does poorly, while the orientation
-survives SimCLR's augmentations (crop zoom changes the period, not the angle), so
-contrastive training learns it.
+a random background, plus pixel noise. Period, phase and colour are nuisances: a random
+resnet18 reaches only about 35 % kNN top-1 on 16x16 images (10 classes), while the
+orientation survives SimCLR's augmentations (crop zoom changes the period, not the angle),
+so contrastive training learns it: 8 epochs of DCL on 512 images reach 70-80 %
+(tests/methods/test_training.py). Two things matter for that: many small steps (batch 32;
+a few large-batch steps first destroy the random features, and kNN dips below the untrained
+value before it climbs) and hue jitter over the whole colour wheel (``hue=0.5``; with the
+default 0.1 the random tint partly survives augmentation and the same run reaches ~58 %).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import asdict
 from typing import Callable
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from crlsc_fl.data.paths import cache_dir
 from crlsc_fl.eval.features import encode_images
-from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
+from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.kb.prompts import make_prompts
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.models.server_models import ServerEncoder
@@ -34,7 +35,10 @@ def cached_kb(key: str, build: Callable[[], KnowledgeBase], use_cache: bool = Tr
     """Load the KB cached under ``key`` or build and cache it (atomic write)."""
     path = cache_dir("kb") / f"{key}.kb"
     if use_cache and path.exists():
-        return KnowledgeBase.from_bytes(path.read_bytes())
+        try:
+            return KnowledgeBase.from_bytes(path.read_bytes())
+        except KnowledgeBaseError as err:  # a damaged cache entry is rebuilt, not fatal
+            warnings.warn(f"rebuilding the damaged cached knowledge base {path}: {err}", stacklevel=2)
     kb = build()
     if use_cache:
         tmp = path.with_suffix(f".tmp{os.getpid()}")

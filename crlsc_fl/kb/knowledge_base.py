@@ -10,11 +10,14 @@ for large KBs; ``nprobe`` lists are scanned), ``flat`` (exact, uncompressed; a r
 All use the inner-product metric on L2-normalised vectors (cosine similarity).
 
 Wire format of :meth:`KnowledgeBase.to_bytes`: ``b"CRLSCKB1"``, a 4-byte little-endian
-length, the metadata as UTF-8 JSON, then FAISS's own serialisation of the index.
+length, a UTF-8 JSON header (the metadata plus ``body_sha256``, the SHA-256 of the rest),
+then FAISS's own serialisation of the index. The checksum catches corruption that FAISS
+would load silently (flipped bytes inside codes or centroids).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import asdict, dataclass, field
@@ -178,8 +181,8 @@ class KnowledgeBase:
 
     # -- serialisation ------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        header = json.dumps(asdict(self.metadata), sort_keys=True).encode()
         body = faiss.serialize_index(self.index).tobytes()
+        header = json.dumps({**asdict(self.metadata), "body_sha256": hashlib.sha256(body).hexdigest()}, sort_keys=True).encode()
         return MAGIC + struct.pack("<I", len(header)) + header + body
 
     @classmethod
@@ -191,9 +194,14 @@ class KnowledgeBase:
             )
         (header_len,) = struct.unpack("<I", raw[len(MAGIC) : len(MAGIC) + 4])
         start = len(MAGIC) + 4
+        body = raw[start + header_len :]
         try:
-            meta = KBMetadata(**json.loads(raw[start : start + header_len]))
-            index = faiss.deserialize_index(np.frombuffer(raw[start + header_len :], dtype=np.uint8))
+            header = json.loads(raw[start : start + header_len])
+            checksum = header.pop("body_sha256")
+            meta = KBMetadata(**header)
+            if hashlib.sha256(body).hexdigest() != checksum:
+                raise ValueError("the index bytes do not match the header's body_sha256 checksum")
+            index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
         except Exception as err:  # faiss raises RuntimeError with C++ traces on garbage
             raise KnowledgeBaseError(f"corrupt knowledge base bytes ({len(raw)} bytes): {str(err).splitlines()[0]}") from None
         if index.d != meta.dim or index.ntotal != meta.count:

@@ -1,0 +1,146 @@
+"""Stage-1 methods: one fit step each, registry and KB errors, resumable training state."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from crlsc_fl.augment.simclr import AugmentConfig
+from crlsc_fl.data.synthetic import make_synthetic_images
+from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
+from crlsc_fl.methods import METHODS, FitResult, TrainConfig, build_method
+from crlsc_fl.models.encoders import build_encoder
+from crlsc_fl.models.modules.kb_fusion import FusionConfig
+from crlsc_fl.registry import UnknownNameError
+
+DIM = 16
+SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return make_synthetic_images(16, image_size=SIZE, seed=0)[0]
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.build(np.random.default_rng(0).normal(size=(64, DIM)), KBConfig(m=4, nbits=4), source="test")
+
+
+def _config(**overrides) -> TrainConfig:
+    return TrainConfig(**({"batch_size": 8, "lr": 1e-3, "augment": AugmentConfig(size=SIZE)} | overrides))
+
+
+def _method(name: str, kb: KnowledgeBase, config: TrainConfig | None = None, seed: int = 0, **options):
+    torch.manual_seed(seed)
+    encoder = build_encoder("resnet18", dim=DIM, hidden_dim=DIM)
+    extra = {"kb": kb, "fusion": FusionConfig(top_n=5)} if name == "crlsc" else {}
+    if name == "nnclr":
+        extra["queue_size"] = 8  # full after one batch, so the second step uses neighbours
+    return build_method(name, encoder, config or _config(), **extra, **options)
+
+
+def test_registry() -> None:
+    assert METHODS.names() == ["crlsc", "dcl", "nnclr", "simclr"]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains(name: str, images: np.ndarray, kb: KnowledgeBase) -> None:
+    method = _method(name, kb)
+    before = {k: v.clone() for k, v in method.encoder.state_dict().items()}
+    result = method.fit(images, epochs=1)
+    assert isinstance(result, FitResult)
+    assert result.steps == 2 and len(result.epoch_losses) == 1 and np.isfinite(result.epoch_losses[0])
+    assert result.mean_step_seconds > 0
+    after = method.encoder.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))
+    assert method.encoder.training  # fit leaves the encoder in training mode
+    if name == "nnclr":
+        assert method.queue.shape == (8, DIM)
+
+
+def test_unknown_method_lists_names() -> None:
+    with pytest.raises(UnknownNameError, match="unknown method 'byol'; valid: crlsc, dcl, nnclr, simclr"):
+        build_method("byol", build_encoder("resnet18", dim=DIM, hidden_dim=DIM))
+
+
+def test_crlsc_needs_a_kb() -> None:
+    with pytest.raises(ValueError, match="method 'crlsc' needs a knowledge base"):
+        build_method("crlsc", build_encoder("resnet18", dim=DIM, hidden_dim=DIM))
+
+
+def test_kb_dim_must_match_encoder_dim(kb: KnowledgeBase) -> None:
+    with pytest.raises(KnowledgeBaseError, match=f"encoder output dimension 32 does not match the knowledge base dimension {DIM}"):
+        build_method("crlsc", build_encoder("resnet18", dim=32, hidden_dim=32), kb=kb)
+    method = _method("dcl", kb)
+    wrong = KnowledgeBase.build(np.ones((4, 8)), KBConfig(index_type="flat"))
+    with pytest.raises(KnowledgeBaseError):
+        method.set_knowledge_base(wrong)
+
+
+def test_kb_can_be_swapped(kb: KnowledgeBase, images: np.ndarray) -> None:
+    method = _method("crlsc", kb)
+    other = KnowledgeBase.build(np.random.default_rng(5).normal(size=(40, DIM)), KBConfig(index_type="flat"))
+    method.set_knowledge_base(other)
+    assert method.kb is other and method.fusion.kb is other
+    with pytest.raises(ValueError, match="needs a knowledge base"):
+        method.set_knowledge_base(None)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_training_state_round_trip_resumes(name: str, images: np.ndarray, kb: KnowledgeBase) -> None:
+    config = _config(total_epochs=3)
+    original = _method(name, kb, config)
+    original.fit(images, epochs=1)
+    state = copy.deepcopy(original.training_state())  # state_dict() tensors are live views: copy
+    expected = original.fit(images, epochs=1).epoch_losses
+
+    resumed = _method(name, kb, config, seed=99)  # other initial weights, overwritten by the state
+    resumed.load_training_state(state, steps_per_epoch=2, epochs=1)
+    assert resumed.fit(images, epochs=1).epoch_losses == pytest.approx(expected, rel=1e-5)
+    for key, value in original.encoder.state_dict().items():
+        assert torch.allclose(value.float(), resumed.encoder.state_dict()[key].float(), atol=1e-5), key
+
+
+def test_training_state_without_optimizer_keeps_the_schedule(images: np.ndarray, kb: KnowledgeBase) -> None:
+    config = _config(total_epochs=4)
+    original = _method("dcl", kb, config)
+    original.fit(images, epochs=1)
+    state = copy.deepcopy(original.training_state(with_optimizer=False))
+    assert state["optimizer"] is None
+    resumed = _method("dcl", kb, config)
+    resumed.load_training_state(state, steps_per_epoch=2, epochs=1)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(original.optimizer.param_groups[0]["lr"])
+    assert resumed.scheduler.last_epoch == original.scheduler.last_epoch == 2
+    # same weights and RNG: the first loss (computed before any update) is the same
+    loss_a = original.fit(images[:8], epochs=1).epoch_losses[0]
+    loss_b = resumed.fit(images[:8], epochs=1).epoch_losses[0]
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+
+
+def test_cosine_schedule_ends_at_zero(images: np.ndarray, kb: KnowledgeBase) -> None:
+    method = _method("dcl", kb, _config(lr=0.01))
+    method.fit(images, epochs=2)
+    assert method.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(dict(batch_size=1), "batch_size=1 must be >= 2"), (dict(lr=0.0), "lr=0.0 must be > 0"), (dict(temperature=-1.0), "temperature")],
+)
+def test_bad_train_config(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(**overrides)
+
+
+def test_bad_fit_arguments(images: np.ndarray, kb: KnowledgeBase) -> None:
+    method = _method("dcl", kb)
+    with pytest.raises(ValueError, match="epochs=-1 must be >= 0"):
+        method.fit(images, epochs=-1)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        method.fit(images[:1], epochs=1)
+    with pytest.raises(ValueError, match="queue_size=0 must be >= 1"):
+        build_method("nnclr", method.encoder, queue_size=0)

@@ -1,0 +1,111 @@
+"""Local encoders L_e: output dimension, feature maps, registry errors, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from crlsc_fl.models.encoders import (
+    ENCODERS, FEATURE_LAYERS, STEMS, build_encoder, count_parameters, load_encoder, save_encoder,
+)
+from crlsc_fl.registry import UnknownNameError
+
+ARCHS = ["resnet18", "resnet34", "resnet50"]
+CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}
+# spatial side after each layer for a 32x32 input
+SIDES = {"imagenet": (8, 4, 2, 1), "cifar": (32, 16, 8, 4)}
+
+
+_ENCODERS: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def _cached_encoder(arch: str, stem: str):
+    """One eval-mode encoder per (arch, stem) for the module (building resnet50 takes ~0.3 s)."""
+    if (arch, stem) not in _ENCODERS:
+        torch.manual_seed(0)
+        _ENCODERS[arch, stem] = build_encoder(arch, dim=8, stem=stem, hidden_dim=8).eval()
+    return _ENCODERS[arch, stem]
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:
+    return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("stem", STEMS)
+def test_output_dim_equals_requested(arch: str, stem: str, batch: torch.Tensor) -> None:
+    dim = 24
+    encoder = build_encoder(arch, dim=dim, stem=stem, hidden_dim=32).eval()
+    with torch.no_grad():
+        out = encoder(batch)
+        features = encoder.backbone_features(batch)
+    assert out.shape == (2, dim) and torch.isfinite(out).all()
+    assert features.shape == (2, encoder.feature_dim)
+    assert encoder.feature_dim == (2048 if arch == "resnet50" else 512)
+    assert encoder.spec() == {"arch": arch, "dim": dim, "stem": stem, "hidden_dim": 32}
+
+
+def test_parameter_count_grows_with_depth() -> None:
+    counts = [count_parameters(build_encoder(arch, dim=16)) for arch in ARCHS]
+    assert counts[0] < counts[1] < counts[2]
+    assert 11e6 < counts[0] < 12e6  # resnet18 backbone ~11.2M + a small head
+
+
+@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize("layer_index", range(4))
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_feature_map_shapes(arch: str, stem: str, layer_index: int, batch: torch.Tensor) -> None:
+    encoder = _cached_encoder(arch, stem)
+    with torch.no_grad():
+        fmap = encoder.feature_map(batch, FEATURE_LAYERS[layer_index])
+    side = SIDES[stem][layer_index]
+    assert fmap.shape == (2, CHANNELS[arch][layer_index], side, side)
+
+
+def test_stems_differ_in_the_first_conv() -> None:
+    cifar, imagenet = build_encoder("resnet18", stem="cifar"), build_encoder("resnet18", stem="imagenet")
+    assert cifar.backbone.conv1.kernel_size == (3, 3) and isinstance(cifar.backbone.maxpool, torch.nn.Identity)
+    assert imagenet.backbone.conv1.kernel_size == (7, 7) and isinstance(imagenet.backbone.maxpool, torch.nn.MaxPool2d)
+
+
+def test_errors_list_valid_names() -> None:
+    assert ENCODERS.names() == ARCHS
+    with pytest.raises(UnknownNameError, match="unknown encoder 'resnet99'; valid: resnet18, resnet34, resnet50"):
+        build_encoder("resnet99")
+    with pytest.raises(ValueError, match="unknown stem 'tiny'; valid: cifar, imagenet"):
+        build_encoder("resnet18", stem="tiny")
+    with pytest.raises(ValueError, match="dim must be >= 1"):
+        build_encoder("resnet18", dim=0)
+    with pytest.raises(ValueError, match="unknown feature layer 'layer5'; valid: layer1, layer2, layer3, layer4"):
+        _cached_encoder("resnet18", "imagenet").feature_map(torch.zeros(1, 3, 32, 32), "layer5")
+
+
+def test_save_load_round_trip(tmp_path: Path, batch: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18", dim=12, stem="cifar", hidden_dim=20).eval()
+    path = tmp_path / "enc.pt"
+    save_encoder(encoder, path, round=3)
+    assert not Path(f"{path}.tmp").exists()
+    loaded = load_encoder(path, expected_arch="resnet18").eval()
+    assert loaded.spec() == encoder.spec()
+    with torch.no_grad():
+        assert torch.equal(loaded(batch), encoder(batch))
+    assert torch.load(path, weights_only=True)["extra"] == {"round": 3}
+
+
+def test_load_arch_mismatch_and_bad_files(tmp_path: Path) -> None:
+    path = tmp_path / "enc.pt"
+    save_encoder(build_encoder("resnet18", dim=8, hidden_dim=8), path)
+    with pytest.raises(ValueError, match=r"holds a 'resnet18' encoder, but 'resnet34' was chosen"):
+        load_encoder(path, expected_arch="resnet34")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not an encoder checkpoint written by crlsc_fl"):
+        load_encoder(junk)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(ValueError, match="not an encoder checkpoint"):
+        load_encoder(plain)
