@@ -39,42 +39,80 @@ def meminfo_used() -> int:
     return kib("MemTotal") - kib("MemAvailable")
 
 
-def tree_rss(root: int) -> int:
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size: shared pages (Ray's object store, libraries) split among
+    the processes that map them, so a process tree's sum does not count them twice."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_pss(root: int) -> int:
+    """Summed PSS of ``root`` and all its descendants."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            pages = int((entry / "statm").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        pid = int(entry.name)
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        try:
+            total += _pss_bytes(pid)
+        except OSError:  # exited meanwhile
+            pass
         stack.extend(children.get(pid, []))
     return total
 
 
 class MemorySampler(threading.Thread):
-    def __init__(self) -> None:
+    """Samples memory every ``interval`` s; keeps peaks and a series of (seconds, GiB, GiB)."""
+
+    def __init__(self, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
         self.baseline = meminfo_used()
+        self.interval = interval
         self.peak_system = 0
         self.peak_tree = 0
+        self.series: list[tuple[float, float, float]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
+        start = time.time()
         while not self.stop.is_set():
-            self.peak_system = max(self.peak_system, meminfo_used() - self.baseline)
-            self.peak_tree = max(self.peak_tree, tree_rss(os.getpid()))
-            self.stop.wait(0.5)
+            system, tree = meminfo_used() - self.baseline, tree_pss(os.getpid())
+            self.peak_system, self.peak_tree = max(self.peak_system, system), max(self.peak_tree, tree)
+            self.series.append((round(time.time() - start, 1), round(system / 2**30, 2), round(tree / 2**30, 2)))
+            self.stop.wait(self.interval)
+
+
+def bare_loop(scenario: Path, topology: str, rounds: list[dict]) -> dict[str, object]:
+    """The same device work as the simulated ``topology`` rounds, one device after the other."""
+    cfg = load_scenario(scenario)
+    torch.set_num_threads(2)
+    state_root = Path(tempfile.mkdtemp(prefix="crlsc-bare-"))
+    dim = 384 if cfg.kb.server_model == "minilm" else 512
+    bare_rounds = []
+    for server_round in range(1, cfg.scenario.rounds + 1):
+        round_start = time.time()
+        for device in range(cfg.devices.num_devices):
+            store = DeviceStore(state_root, "bare", topology, device)
+            run_device_round(cfg, device, RoundTask(topology, server_round, "dcl", dim), store)
+        bare_rounds.append(time.time() - round_start)
+        print(f"bare loop round {server_round}: {bare_rounds[-1]:.1f} s", flush=True)
+    sim_rounds = [r["wall_seconds"] for r in rounds if r["label"].endswith(f"/{topology}")]
+    return {
+        "timed_topology": topology,
+        "devices": cfg.devices.num_devices,
+        "simulated_round_seconds_of_timed_topology": sim_rounds,
+        "bare_loop_round_seconds": bare_rounds,
+        "ratio_per_round": [s / b for s, b in zip(sim_rounds, bare_rounds)],
+        "ratio_mean": sum(sim_rounds) / sum(bare_rounds),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topology", default="local", help="topology timed against the bare loop")
     parser.add_argument("--topologies", default=None, help="simulate only these (default: the scenario's)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where the simulated run is kept (default: a temp dir)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="scenario override")
+    parser.add_argument("--no-bare-loop", action="store_true", help="only the simulation and its memory")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/federation_overhead.json"))
     args = parser.parse_args(argv)
 
@@ -90,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     overrides = ["--set", f"scenario.results-dir={results_dir}"]
     if args.topologies:
         overrides += ["--set", f"scenario.topologies={args.topologies}"]
+    for item in args.overrides:
+        overrides += ["--set", item]
     sampler = MemorySampler()
     sampler.start()
     start = time.time()
@@ -101,37 +143,23 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"simulation failed with exit code {code}")
     run_dir = max((p for p in results_dir.glob("*/*") if (p / "rounds.jsonl").exists()), key=lambda p: p.stat().st_mtime)
     rounds = read_metrics(run_dir, "rounds.jsonl")
-    cfg = load_scenario(args.scenario)
-
-    # The bare loop: the same device work, one device after the other, no Flower.
-    torch.set_num_threads(2)
-    state_root = Path(tempfile.mkdtemp(prefix="crlsc-bare-"))
-    dim = 384 if cfg.kb.server_model == "minilm" else 512
-    bare_rounds = []
-    for server_round in range(1, cfg.scenario.rounds + 1):
-        round_start = time.time()
-        for device in range(cfg.devices.num_devices):
-            store = DeviceStore(state_root, "bare", args.topology, device)
-            run_device_round(cfg, device, RoundTask(args.topology, server_round, "dcl", dim), store)
-        bare_rounds.append(time.time() - round_start)
-        print(f"bare loop round {server_round}: {bare_rounds[-1]:.1f} s", flush=True)
-
-    sim_rounds = [r["wall_seconds"] for r in rounds if r["label"].endswith(f"/{args.topology}")]
-    report = {
+    report: dict[str, object] = {
         "command": "python -m benchmarks.federation_overhead " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {round(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30)} GiB",
-        "scenario": str(args.scenario), "topology": args.topology, "devices": cfg.devices.num_devices,
-        "simulation_round_seconds": sim_rounds,
-        "bare_loop_round_seconds": bare_rounds,
-        "ratio_per_round": [s / b for s, b in zip(sim_rounds, bare_rounds)],
-        "ratio_mean": sum(sim_rounds) / sum(bare_rounds),
-        "simulation_total_seconds_incl_startup": sim_total,
-        "simulated_topologies": args.topologies or cfg.scenario.topologies,
+        "scenario": str(args.scenario),
+        "overrides": overrides,
         "run_dir": str(run_dir),
+        "simulation_total_seconds_incl_startup": sim_total,
+        "simulation_round_seconds": {f"{r['label']}#{r['round']}": r["wall_seconds"] for r in rounds},
+        # Page cache of the device state being written counts in the system delta; PSS
+        # splits shared pages (Ray's object store) among the processes mapping them.
         "peak_memory_gib_system_delta": sampler.peak_system / 2**30,
-        "peak_memory_gib_process_tree_rss": sampler.peak_tree / 2**30,
+        "peak_memory_gib_process_tree_pss": sampler.peak_tree / 2**30,
+        "memory_series_seconds_system_gib_pss_gib": sampler.series[::5],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.no_bare_loop:
+        report.update(bare_loop(args.scenario, args.topology, rounds))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
