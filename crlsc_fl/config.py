@@ -82,9 +82,12 @@ class ScenarioSection:
     rounds: int = 2
     seed: int = 0
     results_dir: str = "results"
+    # messages in flight at once: bounds the payloads (weights) held by Flower and the server
+    max_in_flight: int = 20
 
     def validate(self) -> None:
         parse_list("scenario.topologies", self.topologies, TOPOLOGIES)
+        _range("scenario.max-in-flight", self.max_in_flight, 0)
         _range("scenario.rounds", self.rounds, 1)
         if not self.name or any(c in self.name for c in "/\\ "):
             raise ConfigError(f"scenario.name={self.name!r} must be a non-empty name without slashes or spaces")

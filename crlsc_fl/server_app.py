@@ -104,7 +104,10 @@ def main(grid: Grid, context: Context) -> None:
 
     for topology in cfg.scenario.topology_list:
         strategy = STRATEGIES.get(topology)(ctx)
-        progress = ProgressGrid(grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start, writer)
+        progress = ProgressGrid(
+            grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start, writer,
+            max_in_flight=cfg.scenario.max_in_flight, on_reply=strategy.on_reply,
+        )
         strategy.start(grid=progress, initial_arrays=ArrayRecord(), num_rounds=cfg.scenario.rounds, timeout=3600.0)  # type: ignore[arg-type]
         stage2_rows = run_stage2(grid, cfg, topology, node_ids, {d.device: d.arch for d in devices}, writer)
         rows = read_metrics(writer.run_dir)

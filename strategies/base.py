@@ -5,9 +5,12 @@ Flower's ``Strategy.start`` runs the rounds; this base class implements its hook
 - ``configure_train``: asks the subclass for a :class:`DevicePlan` per device
   (:meth:`plan_round`), attaches only the KBs a device does not hold yet, records every
   hop of every transfer in the :class:`CommLedger`, and builds one message per device.
-- ``aggregate_train``: reads the replies, records uploads, lets the subclass keep what it
-  needs (:meth:`after_round`: PKBs by default, averaged weights for ``fedavg``), and writes
-  each device's metrics line at once, so a crash later loses no finished round.
+- ``on_reply`` (called by :class:`crlsc_fl.federation.progress.ProgressGrid` as replies
+  arrive): records uploads and lets the subclass fold large payloads into running state
+  (:meth:`consume_reply`), so 100 devices' weights are never held at once.
+- ``aggregate_train``: lets the subclass keep what it needs (:meth:`after_round`: PKBs by
+  default, averaged weights for ``fedavg``), and writes each device's metrics line at once,
+  so a crash later loses no finished round.
 - Evaluation runs on the device right after training (one round trip per device and
   round), so ``configure_evaluate`` sends nothing.
 
@@ -180,10 +183,6 @@ class KnowledgeTransferStrategy(Strategy):
                 rows.append(self._row(server_round, device, {}, error=str(reply.error.reason)))
                 continue
             ok[device] = reply.content
-            if "weights" in reply.content.array_records:
-                nbytes = weights_nbytes(reply.content.array_records["weights"])
-                for src, dst, tier in reversed(self.cloud_route(device)):
-                    self.ledger.record(server_round, "weights", dst, src, tier, nbytes)
         self.after_round(server_round, ok)
         totals = self.ledger.device_totals(server_round)
         for device, content in sorted(ok.items()):
@@ -204,6 +203,21 @@ class KnowledgeTransferStrategy(Strategy):
         if error is not None:
             row["error"] = error
         return row
+
+    def on_reply(self, server_round: int, reply: Message) -> None:
+        """Called by the grid as each reply arrives (before ``aggregate_train``): records
+        uploaded weights on their links and hands the content to :meth:`consume_reply`."""
+        if reply.has_error():
+            return
+        device = self.device_of[reply.metadata.src_node_id]
+        if "weights" in reply.content.array_records:
+            nbytes = weights_nbytes(reply.content.array_records["weights"])
+            for src, dst, tier in reversed(self.cloud_route(device)):
+                self.ledger.record(server_round, "weights", dst, src, tier, nbytes)
+        self.consume_reply(server_round, device, reply.content)
+
+    def consume_reply(self, server_round: int, device: int, content: RecordDict) -> None:
+        """Fold a large payload into running state and drop it (``fedavg``); default: keep all."""
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         return []  # devices evaluate right after training, in the same round trip

@@ -4,6 +4,8 @@ Devices train with plain DCL; the server averages encoder weights within each
 architecture group (weighted by shard size; FedAvg, McMahan et al. 2017) and sends each
 device its group's average next round. Round 1 starts every group from one seeded
 initialisation. Weights travel cloud -> edge -> device and back, counted on every hop.
+Replies are folded into a running average as they arrive and their weights dropped, so
+the server holds one state dict per group, not one per device.
 """
 
 from __future__ import annotations
@@ -16,18 +18,35 @@ from strategies.base import DevicePlan, KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 
 
+class RunningAverage:
+    """Weighted running mean of state dicts; integer buffers (BatchNorm's batch counters)
+    keep the maximum. Holds one state dict, however many are added."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.total = 0.0
+
+    def add(self, state: dict[str, torch.Tensor], weight: float) -> None:
+        for name, tensor in state.items():
+            if tensor.is_floating_point():
+                value = tensor.double() * weight
+                self.sums[name] = self.sums[name] + value if name in self.sums else value
+            else:
+                self.sums[name] = torch.maximum(self.sums[name], tensor) if name in self.sums else tensor.clone()
+        self.total += weight
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {
+            name: (value / self.total).float() if value.is_floating_point() else value for name, value in self.sums.items()
+        }
+
+
 def weighted_average(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
-    """Average state dicts; integer buffers (BatchNorm's batch counters) take the maximum."""
-    total = float(sum(weights))
-    averaged = {}
-    for name, first in states[0].items():
-        stacked = torch.stack([s[name] for s in states])
-        if first.is_floating_point():
-            w = torch.tensor(weights, dtype=first.dtype).view(-1, *[1] * first.dim()) / total
-            averaged[name] = (stacked * w).sum(0)
-        else:
-            averaged[name] = stacked.max(0).values
-    return averaged
+    """Average state dicts (see :class:`RunningAverage`)."""
+    average = RunningAverage()
+    for state, weight in zip(states, weights):
+        average.add(state, weight)
+    return average.result()
 
 
 @STRATEGIES.register("fedavg")
@@ -37,6 +56,7 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
     def setup(self) -> None:
         cfg = self.ctx.cfg
         self.group_weights: dict[str, ArrayRecord] = {}
+        self.running: dict[str, RunningAverage] = {}
         for arch in sorted({s.arch for s in self.ctx.devices}):
             torch.manual_seed(cfg.scenario.seed)
             encoder = build_encoder(arch, dim=self.ctx.dim, stem=cfg.devices.stem)
@@ -47,12 +67,14 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
             s.device: DevicePlan("dcl", weights=self.group_weights[s.arch], return_weights=True) for s in self.ctx.devices
         }
 
+    def consume_reply(self, server_round: int, device: int, content: RecordDict) -> None:
+        """Fold the device's weights into its group's running average, then drop them."""
+        arch = self.ctx.devices[device].arch
+        state = content.array_records["weights"].to_torch_state_dict()
+        self.running.setdefault(arch, RunningAverage()).add(state, float(content.metric_records["metrics"]["num_examples"]))
+        del content["weights"]
+
     def after_round(self, server_round: int, replies: dict[int, RecordDict]) -> None:
-        groups: dict[str, tuple[list, list]] = {}
-        for device, content in replies.items():
-            arch = self.ctx.devices[device].arch
-            states, sizes = groups.setdefault(arch, ([], []))
-            states.append(content.array_records["weights"].to_torch_state_dict())
-            sizes.append(float(content.metric_records["metrics"]["num_examples"]))
-        for arch, (states, sizes) in groups.items():
-            self.group_weights[arch] = ArrayRecord(torch_state_dict=weighted_average(states, sizes))
+        for arch, average in self.running.items():
+            self.group_weights[arch] = ArrayRecord(torch_state_dict=average.result())
+        self.running = {}

@@ -57,12 +57,15 @@ class FederatedData:
     train: ImageDataset
     test: ImageDataset
     partition: Partition
+    seed: int = 0
 
     def device_images(self, device: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The device's private images and labels (the first ``limit`` of its shard if > 0)."""
+        """The device's private images and labels: its whole shard, or a seeded random
+        ``limit`` of it. (Shards are sorted indices and datasets may be grouped by class, so
+        the first ``limit`` would cover only the lowest classes.)"""
         shard = self.partition.shard(device)
-        if limit:
-            shard = shard[:limit]
+        if limit and limit < len(shard):
+            shard = np.sort(np.random.default_rng(self.seed * 7919 + device).choice(shard, limit, replace=False))
         return np.asarray(self.train.images[shard]), np.asarray(self.train.labels[shard])
 
     def public_images(self) -> np.ndarray:
@@ -86,6 +89,6 @@ def federated_data(cfg: ScenarioConfig) -> FederatedData:
             cfg.scenario.seed,
         )
         _DATA.clear()  # one scenario per process at a time; do not pile up datasets
-        _DATA[key] = FederatedData(train, test, partition)
+        _DATA[key] = FederatedData(train, test, partition, cfg.scenario.seed)
     return _DATA[key]
 

@@ -1,8 +1,10 @@
 """A Grid wrapper that reports progress while a round's replies come in.
 
-``send_and_receive`` pushes all messages, then pulls replies and logs, every few seconds,
-the devices done, elapsed time and the running mean kNN top-1 of the replies so far; each
-round's wall time is appended to ``rounds.jsonl`` in the run directory.
+``send_and_receive`` keeps at most ``max_in_flight`` messages pushed at once (a sliding
+window: a new one is pushed as each reply arrives), hands every reply to ``on_reply`` as it
+comes (so a strategy can fold large payloads such as weights into running sums and drop
+them), and logs, every few seconds, the devices done, elapsed time and the running mean
+kNN top-1 of the replies so far. Each round's wall time goes to ``rounds.jsonl``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from logging import INFO
-from typing import Any
+from typing import Any, Callable
 
 from flwr.app import Message
 from flwr.common.logger import log
@@ -21,11 +23,12 @@ from crlsc_fl.federation.results import RunWriter
 
 class ProgressGrid:
     def __init__(
-        self, grid: Grid, label: str, num_rounds: int, run_start: float, writer: RunWriter | None = None, every: float = 5.0
+        self, grid: Grid, label: str, num_rounds: int, run_start: float, writer: RunWriter | None = None,
+        max_in_flight: int = 0, on_reply: Callable[[int, Message], None] | None = None, every: float = 5.0,
     ) -> None:
         self._grid = grid
         self.label, self.num_rounds, self.run_start, self.every = label, num_rounds, run_start, every
-        self.writer = writer
+        self.writer, self.max_in_flight, self.on_reply = writer, max_in_flight, on_reply
         self.server_round = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -36,22 +39,29 @@ class ProgressGrid:
         if not messages:
             return []
         self.server_round += 1
-        pending = {mid for mid in self._grid.push_messages(messages) if mid}
-        total, replies, accuracies = len(pending), [], []
+        queue, total = list(reversed(messages)), len(messages)
+        window = self.max_in_flight or total
+        pending: set[str] = set()
+        replies, accuracies = [], []
         start = last_report = time.monotonic()
-        while pending and (timeout is None or time.monotonic() - start < timeout):
+        while (queue or pending) and (timeout is None or time.monotonic() - start < timeout):
+            if queue and len(pending) < window:
+                batch = [queue.pop() for _ in range(min(window - len(pending), len(queue)))]
+                pending.update(mid for mid in self._grid.push_messages(batch) if mid)
             for reply in self._grid.pull_messages(pending):
                 pending.discard(reply.metadata.reply_to_message_id)
+                if self.on_reply is not None:
+                    self.on_reply(self.server_round, reply)
                 replies.append(reply)
                 if not reply.has_error() and "metrics" in reply.content.metric_records:
                     accuracies.append(float(reply.content.metric_records["metrics"]["knn_top1"]))
             now = time.monotonic()
-            if now - last_report >= self.every or not pending:
+            if now - last_report >= self.every or not (queue or pending):
                 last_report = now
                 mean = f"{sum(accuracies) / len(accuracies):.1f}%" if accuracies else "n/a"
                 log(
                     INFO, "[%s] round %d/%d: %d/%d devices done, %.0f s in round, %.0f s in run, mean kNN top-1 %s",
-                    self.label, self.server_round, self.num_rounds, total - len(pending), total, now - start,
+                    self.label, self.server_round, self.num_rounds, len(replies), total, now - start,
                     time.time() - self.run_start, mean,
                 )
             if pending:

@@ -32,3 +32,22 @@ def test_different_seed_shuffles_architectures() -> None:
     a = [d.arch for d in plan_devices(from_flat({"scenario.seed": 0}))]
     b = [d.arch for d in plan_devices(from_flat({"scenario.seed": 1}))]
     assert a != b and sorted(a) == sorted(b)
+
+
+def test_device_subset_covers_the_shards_classes_not_its_first_indices() -> None:
+    # Offline CIFAR-10 is grouped by class: the first 64 sorted indices of a shard would hold
+    # only the lowest classes. The subset must be a random sample of the whole shard.
+    values = {"devices.num-devices": 4, "data.dataset": "synthetic", "data.samples-per-device": 40}
+    cfg = from_flat(values)
+    data = federated_data(cfg)
+    order = np.argsort(data.train.labels, kind="stable")
+    grouped = data.train.subset(order)  # a class-grouped copy, like the offline CIFAR-10 files
+    from crlsc_fl.federation.devices import FederatedData
+
+    grouped_data = FederatedData(grouped, data.test, data.partition, cfg.scenario.seed)
+    _, labels = grouped_data.device_images(0, 40)
+    full = grouped.labels[data.partition.shard(0)]
+    assert len(labels) == 40
+    assert len(np.unique(labels)) >= len(np.unique(full)) - 2
+    images_again, labels_again = grouped_data.device_images(0, 40)
+    assert np.array_equal(labels, labels_again)
