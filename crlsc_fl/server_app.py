@@ -7,11 +7,12 @@ scenarios/quick.toml`` with ``CRLSC_PROJECT_ROOT`` exported). Results go to
 
 from __future__ import annotations
 
+import hashlib
 import time
 from functools import lru_cache
 from logging import INFO
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, Context, Message, MessageType, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
@@ -73,8 +74,6 @@ def make_shared_kb(cfg: ScenarioConfig, server: ServerEncoder):  # type: ignore[
             kb = build_image_kb(server, federated_data(cfg).public_images(), f"{cfg.data.dataset}-public", config)
         blob = kb.to_bytes()
         log(INFO, "SKB %s: %d vectors, %d bytes (%.1f s)", kb.metadata.source, kb.count, len(blob), time.time() - start)
-        import hashlib
-
         return f"skb-{hashlib.sha1(blob).hexdigest()[:12]}", blob
 
     return shared_kb

@@ -45,7 +45,6 @@ class SimCLRAugment:
         self.config = config or AugmentConfig()
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        c = self.config
         x = self.resized_crop_flip(x, generator)
         x = self.color_jitter(x, generator)
         x = self.grayscale(x, generator)
