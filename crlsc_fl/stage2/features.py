@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from crlsc_fl.data.paths import cache_dir
+from crlsc_fl.eval.features import images_to_tensor
 from crlsc_fl.models.encoders import FEATURE_LAYERS, LocalEncoder, load_encoder
 
 ImagesLike = np.ndarray | torch.Tensor
@@ -27,7 +28,7 @@ def as_image_tensor(images: ImagesLike) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"image arrays must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
-        return torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)  # copy: cached arrays are read-only memory maps
+        return images_to_tensor(images)
     if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
         raise ValueError(f"image tensors must be float (N, 3, H, W) in [0, 1], got {tuple(images.shape)} {images.dtype}")
     return images.float()
