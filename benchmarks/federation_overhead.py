@@ -95,7 +95,7 @@ def bare_loop(scenario: Path, topology: str, rounds: list[dict]) -> dict[str, ob
     cfg = load_scenario(scenario)
     torch.set_num_threads(2)
     state_root = Path(tempfile.mkdtemp(prefix="crlsc-bare-"))
-    dim = 384 if cfg.kb.server_model == "minilm" else 512
+    dim = cfg.kb.known_dim() or 512  # open_clip ViT-B-32 when the dimension is not set
     bare_rounds = []
     for server_round in range(1, cfg.scenario.rounds + 1):
         round_start = time.time()

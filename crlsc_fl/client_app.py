@@ -41,6 +41,13 @@ def partition_id(context: Context) -> int:
     return int(context.node_config["partition-id"])
 
 
+def stored_state(msg: Message, context: Context) -> DeviceStore:
+    """The device's store for the message's topology (and run key: the first run's id when resumed)."""
+    task = msg.content.config_records["task"]
+    run_key = str(task.get("run-key", "")) or context.run_id
+    return DeviceStore(state_root(context.node_config), run_key, str(task["topology"]), partition_id(context))
+
+
 @app.query()
 def handshake(msg: Message, context: Context) -> Message:
     node = ConfigRecord({"partition-id": partition_id(context), "num-partitions": int(context.node_config["num-partitions"])})
@@ -52,7 +59,7 @@ def train(msg: Message, context: Context) -> Message:
     cfg = scenario_of(msg)
     task = task_from_record(msg.content.config_records["task"])
     device = partition_id(context)
-    store = DeviceStore(state_root(context.node_config), context.run_id, task.topology, device)
+    store = DeviceStore(state_root(context.node_config), task.run_key or context.run_id, task.topology, device)
     outcome = run_device_round(cfg, device, task, store, incoming_kbs(msg.content), incoming_weights(msg.content))
     return Message(content=reply_content(outcome), reply_to=msg)
 
@@ -60,18 +67,15 @@ def train(msg: Message, context: Context) -> Message:
 @app.train("decoder")
 def train_decoder(msg: Message, context: Context) -> Message:
     cfg = scenario_of(msg)
-    topology = str(msg.content.config_records["task"]["topology"])
     device = partition_id(context)
-    store = DeviceStore(state_root(context.node_config), context.run_id, topology, device)
-    return Message(content=decoder_reply(device_decoder_metrics(cfg, device, store)), reply_to=msg)
+    return Message(content=decoder_reply(device_decoder_metrics(cfg, device, stored_state(msg, context))), reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     cfg = scenario_of(msg)
-    topology = str(msg.content.config_records["task"]["topology"])
     device = partition_id(context)
-    store = DeviceStore(state_root(context.node_config), context.run_id, topology, device)
+    store = stored_state(msg, context)
     images, labels = federated_data(cfg).device_images(device, cfg.data.samples_per_device)
     knn = evaluate_encoder(cfg, load_encoder(store.encoder_file), images, labels)
     return Message(content=RecordDict({"metrics": MetricRecord({f"knn_{k}": v for k, v in knn.items()})}), reply_to=msg)

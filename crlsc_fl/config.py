@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from crlsc_fl.kb.mentor import MentorConfig
+from crlsc_fl.methods.grounded import GroundingConfig
+from crlsc_fl.models.server_models import SERVER_MODELS
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
 from crlsc_fl.registry import UnknownNameError
 
@@ -29,8 +32,8 @@ GRAPHS = ("ring", "k-regular", "small-world", "erdos-renyi")
 PARTITIONS = ("iid", "dirichlet")
 STEMS = ("cifar", "imagenet")
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
-KB_SOURCES = ("text", "image")
 P2P_WARMUPS = ("local", "skb")
+KB_CORRUPTIONS = ("flip", "wrong-dim")
 # Simulated device throughput (training images per second) per compute profile; it only
 # turns counted work into simulated seconds, real compute is whatever this machine does.
 COMPUTE_PROFILES = {"low": 50.0, "mid": 200.0, "high": 800.0}
@@ -84,10 +87,21 @@ class ScenarioSection:
     results_dir: str = "results"
     # messages in flight at once: bounds the payloads (weights) held by Flower and the server
     max_in_flight: int = 20
+    # a round in which fewer of the devices sent a message reply successfully fails the run
+    # (devices that dropped out were not sent one and do not count, see FaultsSection)
+    min_success_fraction: float = 0.9
+    # seconds to wait for each device's reply; a device silent that long (or whose node went
+    # offline) counts as failed
+    reply_timeout: float = 3600.0
+    # results directory of an interrupted or failed run to continue ("" = a new run); set by
+    # `python -m crlsc_fl.launch --resume DIR`
+    resume: str = ""
 
     def validate(self) -> None:
         parse_list("scenario.topologies", self.topologies, TOPOLOGIES)
         _range("scenario.max-in-flight", self.max_in_flight, 0)
+        _range("scenario.min-success-fraction", self.min_success_fraction, 0, 1)
+        _range("scenario.reply-timeout", self.reply_timeout, 0, open_low=True)
         _range("scenario.rounds", self.rounds, 1)
         if not self.name or any(c in self.name for c in "/\\ "):
             raise ConfigError(f"scenario.name={self.name!r} must be a non-empty name without slashes or spaces")
@@ -126,12 +140,19 @@ class DevicesSection:
     architectures: str = "resnet18:0.6,resnet34:0.3,resnet50:0.1"
     stem: str = "imagenet"
     profiles: str = "low:0.3,mid:0.5,high:0.2"
+    # channel width multiplier of every device's ResNet (1.0 = torchvision's; 0.25 trains
+    # ~12x faster on a CPU while ResNet-18/34/50 still differ in depth and capacity)
+    width: float = 1.0
 
     def validate(self) -> None:
         _range("devices.num-devices", self.num_devices, 1, 10000)
+        _range("devices.width", self.width, 0, 4, open_low=True)
         parse_mixture("devices.architectures", self.architectures, ARCHITECTURES)
         parse_mixture("devices.profiles", self.profiles, tuple(COMPUTE_PROFILES))
         _choice("devices.stem", self.stem, STEMS)
+
+
+KB_METHODS = ("crlsc", "crlsc-grounded")
 
 
 @dataclass(frozen=True)
@@ -140,8 +161,12 @@ class TrainSection:
     batch_size: int = 32
     lr: float = 0.005
     temperature: float = 0.1
+    # the method of devices that train with a KB (SKB or peers' PKBs): the paper's ``crlsc``
+    # or ``crlsc-grounded`` (anchor alignment, needs kb.anchors > 0)
+    kb_method: str = "crlsc"
 
     def validate(self) -> None:
+        _choice("train.kb-method", self.kb_method, KB_METHODS)
         _range("train.local-epochs", self.local_epochs, 1)
         _range("train.batch-size", self.batch_size, 2)
         _range("train.lr", self.lr, 0, open_low=True)
@@ -157,16 +182,10 @@ class FusionSection(FusionConfig):
 
 
 @dataclass(frozen=True)
-class KBSection:
-    server_model: str = "minilm"
-    source: str = "text"
-    class_names: str = "imagenet"
-    templates: str = "simple"
-    open_clip_model: str = "ViT-B-32"
-    pretrained: str = ""
-    index: str = "pq"
-    m: int = 48
-    nbits: int = 8
+class KBSection(MentorConfig):
+    """The server's knowledge (:class:`MentorConfig` validates it on creation) plus the
+    devices' PKB index settings."""
+
     pkb_index: str = "pq"
     pkb_m: int = 48
     pkb_nbits: int = 6
@@ -174,22 +193,27 @@ class KBSection:
 
     def validate(self) -> None:
         from crlsc_fl.kb.knowledge_base import KB_TYPES
-        from crlsc_fl.kb.prompts import CLASS_NAMES, TEMPLATES
-        from crlsc_fl.models.server_models import SERVER_MODELS
 
-        _choice("kb.server-model", self.server_model, SERVER_MODELS.names())
-        _choice("kb.source", self.source, KB_SOURCES)
-        if self.source == "image" and self.server_model == "minilm":
-            raise ConfigError("kb.source='image' needs an image tower: set kb.server-model='open_clip' (minilm is text-only)")
-        _choice("kb.class-names", self.class_names, CLASS_NAMES.names())
-        _choice("kb.templates", self.templates, TEMPLATES.names())
-        _choice("kb.index", self.index, KB_TYPES.names())
         _choice("kb.pkb-index", self.pkb_index, KB_TYPES.names())
         for key, value in (("kb.m", self.m), ("kb.pkb-m", self.pkb_m)):
             _range(key, value, 1)
         for key, value in (("kb.nbits", self.nbits), ("kb.pkb-nbits", self.pkb_nbits)):
             _range(key, value, 1, 16)
         _range("kb.pkb-samples", self.pkb_samples, 0)
+
+    def known_dim(self) -> int | None:
+        """The SKB's dimension when it is known without loading the server model."""
+        # models whose class states its dimension (MiniLM, EfficientNet-Lite); open_clip's
+        # depends on the config and is known only once loaded
+        return self.dim or getattr(SERVER_MODELS.get(self.server_model), "dim", None)
+
+
+@dataclass(frozen=True)
+class GroundingSection(GroundingConfig):
+    """The anchor-alignment term of ``crlsc-grounded`` (:class:`GroundingConfig` validates it)."""
+
+    def validate(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -275,6 +299,36 @@ class StageTwoSection:
 
 
 @dataclass(frozen=True)
+class FaultsSection:
+    """Injected faults (all seeded, so a rerun or a resumed run sees the same ones).
+
+    ``dropout``: each device misses each round with this probability (the same devices in
+    every topology's round r). ``corrupt-kb``: "device:mode,..." tampers with every KB
+    payload the server sends to that device; modes: ``flip`` (flipped bytes) or
+    ``wrong-dim`` (a valid KB of another dimension).
+    """
+
+    dropout: float = 0.0
+    corrupt_kb: str = ""
+
+    def validate(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"faults.dropout={self.dropout!r} out of range [0, 1)")
+        self.corruptions()
+
+    def corruptions(self) -> dict[int, str]:
+        """``corrupt-kb`` as {device: mode}."""
+        out: dict[int, str] = {}
+        for item in filter(None, (part.strip() for part in self.corrupt_kb.split(","))):
+            device, _, mode = item.partition(":")
+            if not device.strip().isdigit():
+                raise ConfigError(f"faults.corrupt-kb={self.corrupt_kb!r}: {item!r} is not 'device:mode' (e.g. '3:flip')")
+            _choice("faults.corrupt-kb", mode.strip(), KB_CORRUPTIONS)
+            out[int(device)] = mode.strip()
+        return out
+
+
+@dataclass(frozen=True)
 class ScenarioConfig:
     scenario: ScenarioSection = field(default_factory=ScenarioSection)
     data: DataSection = field(default_factory=DataSection)
@@ -282,28 +336,35 @@ class ScenarioConfig:
     train: TrainSection = field(default_factory=TrainSection)
     fusion: FusionSection = field(default_factory=FusionSection)
     kb: KBSection = field(default_factory=KBSection)
+    grounding: GroundingSection = field(default_factory=GroundingSection)
     topology: TopologySection = field(default_factory=TopologySection)
     network: NetworkSection = field(default_factory=NetworkSection)
     eval: EvalSection = field(default_factory=EvalSection)
     stage2: StageTwoSection = field(default_factory=StageTwoSection)
+    faults: FaultsSection = field(default_factory=FaultsSection)
 
     def validate(self) -> "ScenarioConfig":
         for section in dataclasses.fields(self):
             getattr(self, section.name).validate()
         try:
-            from crlsc_fl.kb.knowledge_base import KBConfig
-
-            dim = 384 if self.kb.server_model == "minilm" else None
+            dim = self.kb.known_dim()
             if dim is not None:
-                KBConfig(self.kb.index, self.kb.m, self.kb.nbits).validate(dim, 2**self.kb.nbits)
+                self.kb.kb_config().validate(dim, 2**self.kb.nbits)
         except (UnknownNameError, ValueError) as err:
             raise ConfigError(f"kb: {err}") from None
+        if self.train.kb_method == "crlsc-grounded" and not self.kb.anchors:
+            raise ConfigError("train.kb-method='crlsc-grounded' needs anchors to ground the devices: set kb.anchors > 0")
         if "p2p" in self.scenario.topology_list and self.topology.graph == "k-regular":
             if self.topology.degree >= self.devices.num_devices or (self.topology.degree * self.devices.num_devices) % 2:
                 raise ConfigError(
                     f"topology.degree={self.topology.degree} impossible for a k-regular graph on "
                     f"{self.devices.num_devices} devices (need degree < devices and degree*devices even)"
                 )
+        bad = sorted(d for d in self.faults.corruptions() if d >= self.devices.num_devices)
+        if bad:
+            raise ConfigError(
+                f"faults.corrupt-kb={self.faults.corrupt_kb!r} names devices {bad}; valid ids: 0..{self.devices.num_devices - 1}"
+            )
         return self
 
     def to_flat(self) -> dict[str, Any]:
@@ -340,7 +401,7 @@ def from_flat(values: Mapping[str, Any]) -> ScenarioConfig:
         config = ScenarioConfig(
             **{name: dataclasses.replace(getattr(defaults, name), **overrides) for name, overrides in sections.items()}
         )
-    except ValueError as err:  # sections that validate on creation (fusion)
+    except ValueError as err:  # sections that validate on creation (fusion, kb, grounding)
         raise ConfigError(str(err)) from None
     return config.validate()
 

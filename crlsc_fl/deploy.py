@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Sequence
 
 from crlsc_fl import flwr_cli as fc
-from crlsc_fl.launch import RunPlan, execute, validated
+from crlsc_fl.launch import RunPlan, execute, prepare
 
 ROUNDS_KEY = "scenario.rounds"
 
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None, *, sessions: list[fc.FlowerSession] 
     args = build_parser().parse_args(argv)
     overrides = list(args.overrides) + ([f"{ROUNDS_KEY}={args.rounds}"] if args.rounds is not None else [])
     try:
-        cfg, run_config, tmp = validated(args.scenario, overrides)
+        cfg, run_config, tmp, env = prepare(args.scenario, overrides)
         n = args.supernodes or int(cfg.devices.num_devices)
         if n < 1:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None, *, sessions: list[fc.FlowerSession] 
         print(f"[crlsc] note: {n} SuperNodes but devices.num-devices={cfg.devices.num_devices} in the scenario",
               file=sys.stderr)
     plan = RunPlan(cfg, run_config, tmp, (args.app or fc.project_root()).resolve(), "deploy", False,
-                   supernodes=n, connect_timeout=args.connect_timeout, timeout=args.timeout)
+                   supernodes=n, connect_timeout=args.connect_timeout, timeout=args.timeout, env=env)
     return execute(plan, sessions)
 
 

@@ -2,15 +2,22 @@
 
 Run with ``python -m crlsc_fl.launch scenarios/quick.toml`` (or ``flwr run . --run-config
 scenarios/quick.toml`` with ``CRLSC_PROJECT_ROOT`` exported). Results go to
-``<project root>/results/<scenario>/<run id>/`` (see :mod:`crlsc_fl.federation.results`).
+``<project root>/results/<scenario>/<run id>/`` (see :mod:`crlsc_fl.federation.results`);
+``summary.json`` says ``running``, ``completed`` or ``failed`` (with the first errors). A
+round with too few successful replies raises, so Flower too reports the run as failed.
+With ``scenario.resume = RUN_DIR`` the run recorded there is continued
+(:mod:`crlsc_fl.federation.checkpoint`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from pathlib import Path
 from functools import lru_cache
-from logging import INFO
+from logging import ERROR, INFO
+from typing import Callable
 
 from flwr.app import ArrayRecord, Context, Message, MessageType, RecordDict
 from flwr.common.logger import log
@@ -18,15 +25,14 @@ from flwr.serverapp import Grid, ServerApp
 
 from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.devices import federated_data, plan_devices
-from crlsc_fl.federation.plots import plot_runs
+from crlsc_fl.federation.checkpoint import Checkpoints, trim_results
+from crlsc_fl.federation.device_store import prune_previous_states, state_root
 from crlsc_fl.federation.progress import ProgressGrid
-from crlsc_fl.federation.results import RunWriter, read_metrics, run_directory, summarize, summarize_stage2
+from crlsc_fl.federation.results import RunReport, RunWriter, read_metrics, run_directory, summarize
 from crlsc_fl.federation.stage2_phase import run_stage2
-from crlsc_fl.kb.builders import build_image_kb, build_text_kb
-from crlsc_fl.kb.knowledge_base import KBConfig
-from crlsc_fl.models.server_models import ServerEncoder, build_server_model
+from crlsc_fl.kb.mentor import build_mentor_knowledge
 from strategies import STRATEGIES
-from strategies.base import FederationContext
+from strategies.base import FederationContext, MentorPayloads
 
 NODE_WAIT_SECONDS = 300.0
 
@@ -60,64 +66,96 @@ def map_devices(grid: Grid, nodes: list[int], num_devices: int) -> dict[int, int
     return mapping
 
 
-def make_shared_kb(cfg: ScenarioConfig, server: ServerEncoder):  # type: ignore[no-untyped-def]
-    """A cached builder of the SKB (disk-cached by content key as well)."""
+def make_mentor(cfg: ScenarioConfig, writer: RunWriter) -> Callable[[], MentorPayloads]:
+    """A builder of the server's knowledge, run once on first use (the server model's
+    features and the SKB are disk-cached by content as well); its report (vectors, bytes,
+    build time) goes to ``mentor.json``."""
 
     @lru_cache(maxsize=1)
-    def shared_kb() -> tuple[str, bytes]:
-        k = cfg.kb
-        config = KBConfig(k.index, k.m, k.nbits)
-        start = time.time()
-        if k.source == "text":
-            kb = build_text_kb(server, k.class_names, k.templates, config)
-        else:
-            kb = build_image_kb(server, federated_data(cfg).public_images(), f"{cfg.data.dataset}-public", config)
-        blob = kb.to_bytes()
-        log(INFO, "SKB %s: %d vectors, %d bytes (%.1f s)", kb.metadata.source, kb.count, len(blob), time.time() - start)
-        return f"skb-{hashlib.sha1(blob).hexdigest()[:12]}", blob
+    def mentor() -> MentorPayloads:
+        knowledge = build_mentor_knowledge(cfg.kb, federated_data(cfg).public_split(), seed=cfg.scenario.seed)
+        skb = knowledge.skb.to_bytes()
+        anchors = knowledge.anchors.to_bytes() if knowledge.anchors is not None else None
+        report = knowledge.report
+        writer.write_json("mentor.json", report)
+        log(INFO, "SKB %s: %d vectors of %d dims, %d bytes; %d anchors, %d bytes (%.1f s)", report["source"], report["skb_count"],
+            report["dim"], len(skb), report["anchors"], report["anchor_bytes"], report["build_seconds"])
+        return MentorPayloads(
+            (f"skb-{hashlib.sha1(skb).hexdigest()[:12]}", skb),
+            (f"anchors-{hashlib.sha1(anchors).hexdigest()[:12]}", anchors) if anchors is not None else None,
+        )
 
-    return shared_kb
+    return mentor
 
 
-def build_server(cfg: ScenarioConfig) -> ServerEncoder:
-    if cfg.kb.server_model == "open_clip":
-        return build_server_model("open_clip", model_name=cfg.kb.open_clip_model, pretrained=cfg.kb.pretrained or None)
-    return build_server_model(cfg.kb.server_model)
+def device_dim(cfg: ScenarioConfig) -> int:
+    """The dimension of every device's projection: the SKB's (loads the server model only
+    when the configuration does not tell it, i.e. open_clip without kb.dim)."""
+    return cfg.kb.known_dim() or cfg.kb.build_server().dim
 
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     run_start = time.time()
     cfg = from_flat(dict(context.run_config))
-    writer = RunWriter(run_directory(cfg, context.run_id))
-    writer.write_json("config.json", {"run_id": context.run_id, "scenario": cfg.to_flat()})
+    resume = cfg.scenario.resume
+    writer = RunWriter(Path(resume) if resume else run_directory(cfg, context.run_id))
+    checkpoints = Checkpoints(writer.run_dir)
+    topologies = cfg.scenario.topology_list
+    if resume:  # continue the run recorded there: its device state is named by its first run id
+        run_key = str(json.loads((writer.run_dir / "config.json").read_text())["run_id"])
+        done = checkpoints.progress(topologies)
+        trim_results(writer.run_dir, done)
+        log(INFO, "[%s] resuming run %s in %s after %s", cfg.scenario.name, run_key, writer.run_dir,
+            ", ".join(f"{t} round {r}{' (complete)' if c else ''}" for t, (r, c) in done.items()) or "no completed round")
+    else:
+        run_key, done = str(context.run_id), {}
+        writer.write_json("config.json", {"run_id": context.run_id, "scenario": cfg.to_flat()})
+    report = RunReport(writer, cfg, run_key, context.run_id, run_start)
+    report.write("running")
     log(INFO, "[%s] results: %s", cfg.scenario.name, writer.run_dir)
-
-    nodes = wait_for_nodes(grid, cfg.devices.num_devices)
-    node_ids = map_devices(grid, nodes, cfg.devices.num_devices)
-    devices = plan_devices(cfg)
-    server = build_server(cfg)
-    ctx = FederationContext(cfg, devices, node_ids, server.dim, writer, make_shared_kb(cfg, server))
-    log(INFO, "[%s] %d devices mapped in %.1f s; topologies: %s", cfg.scenario.name, len(node_ids), time.time() - run_start,
-        ", ".join(cfg.scenario.topology_list))
-
-    for topology in cfg.scenario.topology_list:
-        strategy = STRATEGIES.get(topology)(ctx)
-        progress = ProgressGrid(
-            grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start, writer,
-            max_in_flight=cfg.scenario.max_in_flight, on_reply=strategy.on_reply,
-        )
-        strategy.start(grid=progress, initial_arrays=ArrayRecord(), num_rounds=cfg.scenario.rounds, timeout=3600.0)  # type: ignore[arg-type]
-        stage2_rows = run_stage2(grid, cfg, topology, node_ids, {d.device: d.arch for d in devices}, writer)
-        rows = read_metrics(writer.run_dir)
-        summary = summarize(rows)
-        payload = {"run_id": context.run_id, "elapsed_seconds": time.time() - run_start, "topologies": summary}
-        if stage2_rows:
-            payload["stage2"] = summarize_stage2(read_metrics(writer.run_dir, "stage2.jsonl"))
-        writer.write_json("summary.json", payload)
-        plot_runs({"": rows}, writer.run_dir, payload.get("stage2"))
-        done = summary.get(topology, {})
-        if "knn_top1" in done:
-            log(INFO, "[%s] %s done: kNN top-1 %.1f +- %.1f %%, %.0f bytes per device", cfg.scenario.name, topology,
-                done["knn_top1"]["mean"], done["knn_top1"]["std"], done["bytes_per_device"]["mean"])
+    try:
+        nodes = wait_for_nodes(grid, cfg.devices.num_devices)
+        node_ids = map_devices(grid, nodes, cfg.devices.num_devices)
+        devices = plan_devices(cfg)
+        ctx = FederationContext(cfg, devices, node_ids, device_dim(cfg), writer, make_mentor(cfg, writer), run_key, checkpoints)
+        log(INFO, "[%s] %d devices mapped in %.1f s; topologies: %s", cfg.scenario.name, len(node_ids), time.time() - run_start,
+            ", ".join(topologies))
+        for topology in topologies:
+            last_round, complete = done.get(topology, (0, False))
+            if complete:
+                continue
+            run_topology(grid, ctx, topology, last_round, run_start)
+            report.write("running")
+            checkpoints.mark_complete(topology)
+    except BaseException as err:
+        try:
+            report.write("failed", err)
+        except Exception as report_err:  # never hide the original error behind a reporting one
+            log(ERROR, "[%s] could not write summary.json: %s", cfg.scenario.name, report_err)
+        raise
+    report.write("completed")
+    checkpoints.remove()
     log(INFO, "[%s] finished in %.0f s; results in %s", cfg.scenario.name, time.time() - run_start, writer.run_dir)
+
+
+def run_topology(grid: Grid, ctx: FederationContext, topology: str, last_round: int, run_start: float) -> None:
+    """Rounds ``last_round + 1 ..`` of one topology (resuming from its checkpoint), then stage 2."""
+    cfg = ctx.cfg
+    strategy = STRATEGIES.get(topology)(ctx)
+    if last_round:
+        saved = ctx.checkpoints.load(topology) if ctx.checkpoints else None
+        assert saved is not None
+        strategy.load_state_dict(saved["state"], last_round)
+    progress = ProgressGrid(
+        grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start, ctx.writer,
+        max_in_flight=cfg.scenario.max_in_flight, on_reply=strategy.on_reply, first_round=last_round,
+    )
+    strategy.start(grid=progress, initial_arrays=ArrayRecord(), num_rounds=cfg.scenario.rounds - last_round,  # type: ignore[arg-type]
+                   timeout=cfg.scenario.reply_timeout)
+    run_stage2(grid, cfg, topology, ctx.node_ids, {d.device: d.arch for d in ctx.devices}, ctx.writer, ctx.run_key)
+    prune_previous_states(state_root(), ctx.run_key, topology)  # every round of it is committed now
+    done = summarize(read_metrics(ctx.writer.run_dir)).get(topology, {})
+    if "knn_top1" in done:
+        log(INFO, "[%s] %s done: kNN top-1 %.1f +- %.1f %%, %.0f bytes per device", cfg.scenario.name, topology,
+            done["knn_top1"]["mean"], done["knn_top1"]["std"], done["bytes_per_device"]["mean"])

@@ -59,7 +59,7 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
         self.running: dict[str, RunningAverage] = {}
         for arch in sorted({s.arch for s in self.ctx.devices}):
             torch.manual_seed(cfg.scenario.seed)
-            encoder = build_encoder(arch, dim=self.ctx.dim, stem=cfg.devices.stem)
+            encoder = build_encoder(arch, dim=self.ctx.dim, stem=cfg.devices.stem, width=cfg.devices.width)
             self.group_weights[arch] = ArrayRecord(torch_state_dict=encoder.state_dict())
 
     def plan_round(self, server_round: int) -> dict[int, DevicePlan]:
@@ -78,3 +78,9 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
         for arch, average in self.running.items():
             self.group_weights[arch] = ArrayRecord(torch_state_dict=average.result())
         self.running = {}
+
+    def extra_state(self) -> dict:
+        return {"group_weights": {arch: record.to_torch_state_dict() for arch, record in self.group_weights.items()}}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.group_weights = {arch: ArrayRecord(torch_state_dict=sd) for arch, sd in state["group_weights"].items()}

@@ -1,7 +1,8 @@
 """``p2p`` (device-to-device): devices guide each other with their PKBs over a peer graph.
 
-Round 1 warms up (plain DCL, or with the SKB if ``topology.p2p-warmup = "skb"``); every
-device returns its PKB. From round 2 on, each device trains with its neighbours' latest
+Round 1 warms up (plain DCL, or with the SKB if ``topology.p2p-warmup = "skb"``; with
+``train.kb-method = "crlsc-grounded"`` every device also aligns to the server's anchors, so
+that all PKBs live in one space); every device returns its PKB. From round 2 on, each device trains with its neighbours' latest
 PKBs and returns a new PKB. Flower is a star, so the server relays; every relayed PKB is
 counted on the device-to-device link it stands for.
 """
@@ -28,7 +29,7 @@ class P2PStrategy(KnowledgeTransferStrategy):
             d = spec.device
             if server_round == 1:
                 warm_with_skb = self.ctx.cfg.topology.p2p_warmup == "skb"
-                plans[d] = self.skb_plan(d, return_pkb=True) if warm_with_skb else DevicePlan("dcl", return_pkb=True)
+                plans[d] = self.skb_plan(d, return_pkb=True) if warm_with_skb else self.local_plan(d, return_pkb=True)
             else:
                 plans[d] = self.peer_plan(d, self.peers[d], return_pkb=True)
         return plans

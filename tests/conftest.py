@@ -61,3 +61,14 @@ def tiny_clip(tiny_clip_name: str):
 
     torch.manual_seed(0)
     return OpenClipEncoder(model_name=tiny_clip_name)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir() -> Path:
+    """The offline CIFAR-10 copy beside the checkout (../shared/data); skip the test without it."""
+    if not (SHARED_DATA / "cifar10" / "train.npz").exists():
+        pytest.skip("no offline CIFAR-10 in ../shared/data")
+    return SHARED_DATA

@@ -89,10 +89,12 @@ def _cached_arrays(key: str, build: Callable[[], tuple[np.ndarray, np.ndarray]])
     if img_path.exists() and lab_path.exists():
         return np.load(img_path, mmap_mode="r"), np.load(lab_path)
     images, labels = build()
-    tmp = folder / f"{key}-images.tmp.npy"
-    np.save(tmp, images)
-    os.replace(tmp, img_path)  # atomic: a crash never leaves a half-written cache entry
-    np.save(lab_path, labels)
+    # atomic, and private to this process: a crash never leaves a half-written entry and two
+    # processes decoding the same split at once do not clobber each other's temporary file
+    for path, array in ((lab_path, labels), (img_path, images)):
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, array)
+        os.replace(tmp, path)
     return np.load(img_path, mmap_mode="r"), labels
 
 
@@ -108,6 +110,25 @@ def _decode_jpeg_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ]
     )
     return images.astype(np.uint8), labels.astype(np.int64)
+
+
+def write_offline_cifar10(root: Path, split: str, images: np.ndarray, labels: np.ndarray, classes: list[str] | None = None) -> Path:
+    """Write ``root/cifar10/<split>.npz`` in the offline format read here (jpeg/offsets/labels)."""
+    from PIL import Image
+
+    folder = Path(root) / "cifar10"
+    folder.mkdir(parents=True, exist_ok=True)
+    blobs = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+        blobs.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    path = folder / f"{split}.npz"
+    np.savez(path, jpeg=np.concatenate(blobs), offsets=offsets, labels=labels.astype(np.int64))
+    if classes is not None:
+        (folder / "classes.txt").write_text("\n".join(classes) + "\n")
+    return path
 
 
 def _missing(name: str, root: Path, expected: str, how: str) -> DatasetNotFoundError:
@@ -134,7 +155,10 @@ def _torchvision_loader(name: str, cls_name: str, split_kwargs: Callable[[str], 
             images, labels, classes = _torchvision_arrays(cls_name, root, split_kwargs(split), download=False)
         except RuntimeError:
             if not download:
-                raise _missing(name, root, expected, "Pass download=True on a machine with internet.") from None
+                raise _missing(
+                    name, root, expected,
+                    "No download was tried (a data directory was named, or downloads are off); put the files there.",
+                ) from None
             try:
                 images, labels, classes = _torchvision_arrays(cls_name, root, split_kwargs(split), download=True)
             except Exception as err:  # no internet, server down...

@@ -22,6 +22,12 @@ def cache_dir(sub: str = "") -> Path:
     return path
 
 
+def data_dir_named(explicit: str | os.PathLike[str] | None = None) -> bool:
+    """True when the user named a data directory (config key or environment variable): then
+    the dataset must be there and nothing is downloaded."""
+    return bool(explicit) or bool(os.environ.get(DATA_DIR_ENV))
+
+
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the data directory: explicit value, then $CRLSC_DATA_DIR, then the cache."""
     if explicit:

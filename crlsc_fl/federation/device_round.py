@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from crlsc_fl.kb.builders import build_pkb
 from crlsc_fl.kb.knowledge_base import KBConfig
 from crlsc_fl.kb.union import KnowledgeBaseUnion
 from crlsc_fl.methods import TrainConfig, build_method
-from crlsc_fl.models.encoders import LocalEncoder, build_encoder
+from crlsc_fl.models.encoders import LocalEncoder, build_encoder, count_flops, count_parameters
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class RoundTask:
     kb_keys: tuple[str, ...] = ()
     return_pkb: bool = False
     return_weights: bool = False
+    run_key: str = ""  # state directory name of the run ("" = the Flower run id)
+    state_round: int | None = None  # start from the state saved after this round (0: fresh; None: latest)
+    anchor_key: str = ""  # the anchor set grounding a crlsc-grounded device ("" = none)
 
 
 @dataclass
@@ -47,6 +51,12 @@ class RoundOutcome:
     pkb: bytes | None = None
     weights: dict[str, torch.Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def encoder_flops(arch: str, dim: int, stem: str, width: float) -> int:
+    """FLOPs of one forward pass of one 32x32 image (counted once per encoder kind and process)."""
+    return count_flops(build_encoder(arch, dim=dim, stem=stem, width=width))
 
 
 def train_config(cfg: ScenarioConfig, device: int) -> TrainConfig:
@@ -80,13 +90,17 @@ def run_device_round(
     images, labels = data.device_images(device, cfg.data.samples_per_device)
     incoming_kbs = incoming_kbs or {}
 
-    encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem)
-    kbs = [store.knowledge_base(key, incoming_kbs.get(key)) for key in task.kb_keys]
+    torch.manual_seed(train_config(cfg, device).seed)  # the same initial weights in any process, also on resume
+    encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem, width=cfg.devices.width)
+    kbs = [store.knowledge_base(key, incoming_kbs.get(key), dim=task.dim) for key in task.kb_keys]
     kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
-    options = {"fusion": cfg.fusion} if task.method == "crlsc" else {}
+    options: dict[str, object] = {"fusion": cfg.fusion} if task.method in ("crlsc", "crlsc-grounded") else {}
+    if task.method == "crlsc-grounded":
+        options["grounding"] = cfg.grounding
+        options["anchors"] = store.anchor_set(task.anchor_key, incoming_kbs.get(task.anchor_key), dim=task.dim) if task.anchor_key else None
     method = build_method(task.method, encoder, train_config(cfg, device), kb=kb, **options)  # type: ignore[arg-type]
     batch = min(cfg.train.batch_size, len(images))
-    previous = store.load_training()
+    previous = store.load_training(task.state_round)
     if previous is not None:
         method.load_training_state(previous, len(images) // batch, cfg.train.local_epochs)
     if weights is not None:  # fedavg: start from the group average, keep the local optimizer
@@ -124,6 +138,8 @@ def run_device_round(
         # two augmented views per image pass through the encoder
         "sim_compute_seconds": 2 * images_trained / spec.images_per_second,
         "kb_vectors": float(kb.count if kb is not None else 0),
+        "parameters": float(count_parameters(encoder)),
+        "flops_per_image": float(encoder_flops(spec.arch, task.dim, cfg.devices.stem, cfg.devices.width)),
         "pkb_bytes": float(len(pkb_blob) if pkb_blob else 0),
         "num_examples": float(len(images)),
     }

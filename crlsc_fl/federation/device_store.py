@@ -4,8 +4,14 @@ Layout (one directory per device and topology)::
 
     <state root>/<run id>/<topology>/device-<id>/
         encoder.pt      the encoder (loadable by crlsc_fl.models.encoders.load_encoder) with,
-                        under "extra", the schedule position, lr, RNG state and method state
-        kb/<key>.kb     knowledge bases received earlier (an SKB is sent to a device once)
+                        under "extra", the round, schedule position, lr, RNG state and method state
+        encoder.prev.pt the state the latest round started from, kept until the server has
+                        committed that round (it names the round to start from in each task):
+                        a round cut short by a crash or Ctrl-C is redone from it exactly.
+                        Deleted when the next round starts, and by the ServerApp once the
+                        topology is done (where it sees the same state root)
+        kb/<key>.kb     knowledge bases (and anchor sets) received earlier (an SKB is sent to
+                        a device once); each is checked (format, dimension) before it is kept
 
 Adam's moments are not kept between rounds (they would triple the state: 100 devices x 5
 topologies of ResNets are tens of GB); each round restarts them at the scheduled lr.
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 
@@ -26,7 +32,10 @@ from crlsc_fl.methods.base import Stage1Method
 from crlsc_fl.models.encoders import save_encoder
 
 from crlsc_fl.data.paths import cache_dir
+from crlsc_fl.kb.anchors import AnchorSet, AnchorSetError
 from crlsc_fl.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError
+
+T = TypeVar("T")
 
 STATE_DIR_ENV = "CRLSC_STATE_DIR"
 
@@ -36,32 +45,77 @@ def state_root(node_config: Mapping[str, Any] | None = None) -> Path:
     return Path(str(explicit)).expanduser().resolve() if explicit else cache_dir("device-state")
 
 
+class DeviceStateError(FileNotFoundError):
+    """The state a round must start from is not on the device."""
+
+
 class DeviceStore:
     def __init__(self, root: Path, run_id: int | str, topology: str, device: int) -> None:
         self.path = Path(root) / str(run_id) / topology / f"device-{device}"
         (self.path / "kb").mkdir(parents=True, exist_ok=True)
+        self._started_from: Path | None = None
 
     @property
     def encoder_file(self) -> Path:
+        """The latest saved state."""
         return self.path / "encoder.pt"
 
-    def load_training(self) -> dict[str, Any] | None:
-        """The training state saved by :meth:`save`, or None before the first round."""
-        if not self.encoder_file.exists():
+    @property
+    def previous_file(self) -> Path:
+        return self.path / "encoder.prev.pt"
+
+    def load_training(self, state_round: int | None = None) -> dict[str, Any] | None:
+        """The training state saved after round ``state_round`` (None: the latest; 0 or
+        nothing saved yet: None, i.e. start fresh)."""
+        if state_round == 0:
             return None
-        checkpoint = torch.load(self.encoder_file, map_location="cpu", weights_only=True)
-        return {"encoder": checkpoint["state_dict"], **checkpoint["extra"]["training"]}
+        for path in (self.encoder_file, self.previous_file):
+            if not path.exists():
+                continue
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            if state_round is None or checkpoint["extra"].get("round") == state_round:
+                if path == self.encoder_file:  # that round is committed: the one before is not needed
+                    self.previous_file.unlink(missing_ok=True)
+                self._started_from = path
+                return {"encoder": checkpoint["state_dict"], **checkpoint["extra"]["training"]}
+        if state_round is None:
+            return None
+        raise DeviceStateError(f"device state of round {state_round} not found in {self.path} (deleted?)")
 
     def save(self, method: Stage1Method, **meta: Any) -> None:
+        """Save this round's state; the state the round started from becomes ``encoder.prev.pt``."""
+        if self._started_from == self.encoder_file:
+            os.replace(self.encoder_file, self.previous_file)
         state = method.training_state(with_optimizer=False)
         save_encoder(method.encoder, self.encoder_file, training={k: v for k, v in state.items() if k != "encoder"}, **meta)
 
-    def knowledge_base(self, key: str, blob: bytes | None) -> KnowledgeBase:
-        """The KB ``key``: from ``blob`` if it just arrived (then kept), else from local storage."""
+    def knowledge_base(self, key: str, blob: bytes | None, dim: int | None = None) -> KnowledgeBase:
+        """The KB ``key``: from ``blob`` if it just arrived (kept once it proved readable and
+        of dimension ``dim``), else from local storage."""
+        return self._payload(key, blob, KnowledgeBase.from_bytes, dim, "knowledge base", KnowledgeBaseError)
+
+    def anchor_set(self, key: str, blob: bytes | None, dim: int | None = None) -> AnchorSet:
+        """The anchor set ``key``, like :meth:`knowledge_base` (sent once, then kept)."""
+        return self._payload(key, blob, AnchorSet.from_bytes, dim, "anchor set", AnchorSetError)
+
+    def _payload(self, key: str, blob: bytes | None, parse: Callable[[bytes], T], dim: int | None, what: str,
+                 error: type[Exception]) -> T:
         path = self.path / "kb" / f"{key}.kb"
+        if blob is None and not path.exists():
+            raise error(f"{what} {key!r} was neither sent nor stored on this device ({path})")
+        payload = parse(blob if blob is not None else path.read_bytes())
+        if dim is not None:
+            payload.check_dim(dim, f"{what} {key!r} rejected: the device encoder's")  # type: ignore[attr-defined]
         if blob is not None:
             path.write_bytes(blob)
-            return KnowledgeBase.from_bytes(blob)
-        if not path.exists():
-            raise KnowledgeBaseError(f"knowledge base {key!r} was neither sent nor stored on this device ({path})")
-        return KnowledgeBase.from_bytes(path.read_bytes())
+        return payload
+
+
+def prune_previous_states(root: Path, run_id: int | str, topology: str) -> int:
+    """Delete the ``encoder.prev.pt`` copies of a topology whose rounds are all committed (no
+    later task will ask for them); returns how many. Finds nothing where the device state is
+    on other machines (deployment with per-node ``state-dir``)."""
+    files = list((Path(root) / str(run_id) / topology).glob("device-*/encoder.prev.pt"))
+    for path in files:
+        path.unlink(missing_ok=True)
+    return len(files)

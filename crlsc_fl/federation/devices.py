@@ -15,6 +15,7 @@ import numpy as np
 
 from crlsc_fl.config import COMPUTE_PROFILES, ARCHITECTURES, ScenarioConfig, parse_mixture
 from crlsc_fl.data import ImageDataset, Partition, load_dataset, partition_dataset
+from crlsc_fl.data.paths import data_dir_named
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ class FederatedData:
             shard = np.sort(np.random.default_rng(self.seed * 7919 + device).choice(shard, limit, replace=False))
         return np.asarray(self.train.images[shard]), np.asarray(self.train.labels[shard])
 
-    def public_images(self) -> np.ndarray:
-        return np.asarray(self.train.images[self.partition.public])
+    def public_split(self) -> ImageDataset:
+        """The server's public split (disjoint from every shard and from the test set)."""
+        return self.train.subset(self.partition.public)
 
 
 _DATA: dict[str, FederatedData] = {}
@@ -80,8 +82,9 @@ def federated_data(cfg: ScenarioConfig) -> FederatedData:
     key = config_key(cfg)
     if key not in _DATA:
         d = cfg.data
-        train = load_dataset(d.dataset, "train", d.data_dir or None)
-        test = load_dataset(d.dataset, "test", d.data_dir or None)
+        download = not data_dir_named(d.data_dir)  # a directory the user named must hold the data
+        train = load_dataset(d.dataset, "train", d.data_dir or None, download=download)
+        test = load_dataset(d.dataset, "test", d.data_dir or None, download=download)
         rng = np.random.default_rng(cfg.scenario.seed + 1)
         test = test.subset(np.sort(rng.choice(len(test), min(d.test_samples, len(test)), replace=False)))
         partition = partition_dataset(

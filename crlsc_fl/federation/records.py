@@ -2,8 +2,9 @@
 
 Message layout (server -> device): ``scenario`` (the flat run config; identical for all
 devices, so Flower sends it once), ``task`` (a :class:`RoundTask`), one ``kb/<key>``
-ConfigRecord per KB the device does not hold yet (shared blobs such as the SKB are
-identical records, also sent once), and ``weights`` (ArrayRecord) for ``fedavg`` only.
+ConfigRecord per KB (or anchor set) the device does not hold yet, with the blob and its
+SHA-256 (shared blobs such as the SKB are identical records, also sent once), and ``weights``
+(ArrayRecord) for ``fedavg`` only. A device rejects a KB whose digest does not match.
 Reply: ``metrics`` (MetricRecord), optional ``pkb`` and ``weights``.
 """
 
@@ -15,6 +16,8 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from crlsc_fl.federation.device_round import RoundOutcome, RoundTask
+from crlsc_fl.federation.faults import digest
+from crlsc_fl.kb.knowledge_base import KnowledgeBaseError
 
 KB_PREFIX = "kb/"
 
@@ -24,6 +27,8 @@ def task_record(task: RoundTask) -> ConfigRecord:
         {
             "topology": task.topology, "server-round": task.server_round, "method": task.method, "dim": task.dim,
             "kb-keys": ",".join(task.kb_keys), "return-pkb": task.return_pkb, "return-weights": task.return_weights,
+            "run-key": task.run_key, "state-round": -1 if task.state_round is None else task.state_round,
+            "anchor-key": task.anchor_key,
         }
     )
 
@@ -34,6 +39,8 @@ def task_from_record(record: ConfigRecord) -> RoundTask:
         topology=str(record["topology"]), server_round=int(record["server-round"]), method=str(record["method"]),
         dim=int(record["dim"]), kb_keys=tuple(keys.split(",")) if keys else (),
         return_pkb=bool(record["return-pkb"]), return_weights=bool(record["return-weights"]),
+        run_key=str(record["run-key"]), state_round=None if int(record["state-round"]) < 0 else int(record["state-round"]),
+        anchor_key=str(record["anchor-key"]),
     )
 
 
@@ -42,22 +49,32 @@ def blob_record(blob: bytes) -> ConfigRecord:
 
 
 def request_content(
-    scenario: dict[str, Any], task: RoundTask, kb_blobs: dict[str, bytes], weights: ArrayRecord | None = None
+    scenario: dict[str, Any], task: RoundTask, kb_blobs: dict[str, bytes], weights: ArrayRecord | None = None,
+    digests: dict[str, str] | None = None,
 ) -> RecordDict:
+    """The train message; ``digests`` (default: those of ``kb_blobs``) are what the device checks."""
     content = RecordDict({"scenario": ConfigRecord(scenario), "task": task_record(task)})
     for key, blob in kb_blobs.items():
-        content[KB_PREFIX + key] = blob_record(blob)
+        content[KB_PREFIX + key] = ConfigRecord({"blob": blob, "sha256": (digests or {}).get(key) or digest(blob)})
     if weights is not None:
         content["weights"] = weights
     return content
 
 
 def incoming_kbs(content: RecordDict) -> dict[str, bytes]:
-    return {
-        name[len(KB_PREFIX) :]: bytes(record["blob"])  # type: ignore[arg-type]
-        for name, record in content.config_records.items()
-        if name.startswith(KB_PREFIX)
-    }
+    """The KBs carried by a message, each checked against its digest (else KnowledgeBaseError)."""
+    kbs = {}
+    for name, record in content.config_records.items():
+        if not name.startswith(KB_PREFIX):
+            continue
+        key, blob = name[len(KB_PREFIX) :], bytes(record["blob"])  # type: ignore[arg-type]
+        if digest(blob) != record["sha256"]:
+            raise KnowledgeBaseError(
+                f"knowledge base {key!r} rejected: its {len(blob)} bytes do not match the SHA-256 sent with it "
+                f"({digest(blob)[:12]} != {str(record['sha256'])[:12]}); corrupted in transit"
+            )
+        kbs[key] = blob
+    return kbs
 
 
 def incoming_weights(content: RecordDict) -> dict[str, torch.Tensor] | None:

@@ -5,14 +5,19 @@ is ``$CRLSC_PROJECT_ROOT`` (set by ``crlsc_fl.launch``; the ServerApp itself run
 Flower's app directory) or the current directory. An absolute ``results-dir`` is used as is.
 
 Files: ``config.json`` (resolved scenario), ``metrics.jsonl`` (one line per device and
-round, appended as rounds finish), ``communication-<topology>.json`` (every transfer),
-``summary.json`` and the plots (rewritten after every topology).
+round, appended as rounds finish; failed calls carry ``error``, ``error_type``,
+``error_message``), ``participation.jsonl`` (per topology and round: devices dropped,
+sent a message, succeeded, failed), ``communication-<topology>.json`` (every transfer),
+``summary.json`` (status ``running`` / ``completed`` / ``failed`` / ``interrupted``, per
+topology results and error counts, the first errors) and the plots (rewritten after every
+topology).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,6 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from crlsc_fl.config import ScenarioConfig
+from crlsc_fl.federation.failures import first_errors
 
 PROJECT_ROOT_ENV = "CRLSC_PROJECT_ROOT"
 
@@ -85,8 +91,12 @@ def summarize_stage2(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _stats(values: list[float]) -> dict[str, float]:
+    """Mean, population std, range, count and the half-width of a 95% confidence interval of
+    the mean over devices (normal approximation, 1.96 x sample std / sqrt(n); 0 for n = 1)."""
     array = np.asarray(values, dtype=float)
-    return {"mean": float(array.mean()), "std": float(array.std()), "min": float(array.min()), "max": float(array.max()), "n": int(len(array))}
+    ci95 = 1.96 * float(array.std(ddof=1)) / np.sqrt(len(array)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "std": float(array.std()), "ci95": ci95, "min": float(array.min()),
+            "max": float(array.max()), "n": int(len(array))}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,8 +107,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for topology, items in by_topology.items():
         good = [r for r in items if "error" not in r]
+        errors_by_round = {str(k): sum(1 for r in items if r["round"] == k and "error" in r) for k in sorted({r["round"] for r in items})}
         if not good:
-            summary[topology] = {"errors": len(items)}
+            summary[topology] = {"errors": len(items), "errors_by_round": errors_by_round}
             continue
         last = max(r["round"] for r in good)
         final = [r for r in good if r["round"] == last]
@@ -110,6 +121,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "rounds": last,
             "devices": len(final),
             "errors": len(items) - len(good),
+            "errors_by_round": errors_by_round,
             "knn_top1": _stats([r["knn_top1"] for r in final]),
             "knn_top5": _stats([r["knn_top5"] for r in final]),
             "knn_top1_by_arch": {a: _stats([r["knn_top1"] for r in final if r["arch"] == a]) for a in archs},
@@ -118,3 +130,39 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "train_seconds_per_device_round": float(np.mean([r["train_seconds"] for r in good])),
         }
     return summary
+
+
+class RunReport:
+    """``summary.json`` (and the plots) of a run, rewritten as it goes: status, results per
+    topology, error and dropout counts per round, the first errors."""
+
+    def __init__(self, writer: RunWriter, cfg: ScenarioConfig, run_key: str, flower_run_id: int | str, start: float) -> None:
+        self.writer, self.cfg, self.run_key, self.start = writer, cfg, run_key, start
+        previous = writer.run_dir / "summary.json"
+        runs = json.loads(previous.read_text()).get("flower_run_ids", []) if previous.exists() else []
+        self.flower_run_ids = [*runs, str(flower_run_id)] if str(flower_run_id) not in runs else runs
+
+    def write(self, status: str, failure: BaseException | None = None) -> dict[str, Any]:
+        from crlsc_fl.federation.plots import plot_runs  # matplotlib only when writing
+
+        run_dir = self.writer.run_dir
+        rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
+        topologies = summarize(rows)
+        participation = read_metrics(run_dir, "participation.jsonl") if (run_dir / "participation.jsonl").exists() else []
+        for row in participation:
+            entry = topologies.setdefault(row["topology"], {})
+            entry.setdefault("dropped_by_round", {})[str(row["round"])] = len(row["dropped"])
+        errors = first_errors(rows)
+        payload: dict[str, Any] = {
+            "run_id": self.run_key, "flower_run_ids": self.flower_run_ids, "status": status,
+            "elapsed_seconds": time.time() - self.start, "errors": sum(1 for r in rows if "error" in r),
+            "first_errors": errors, "topologies": topologies,
+        }
+        if failure is not None:
+            payload["failure"] = f"{type(failure).__name__}: {failure}"
+        if (run_dir / "stage2.jsonl").exists():
+            payload["stage2"] = summarize_stage2(read_metrics(run_dir, "stage2.jsonl"))
+        self.writer.write_json("summary.json", payload)
+        if any("error" not in r for r in rows):
+            plot_runs({"": rows}, run_dir, payload.get("stage2") or None)
+        return payload

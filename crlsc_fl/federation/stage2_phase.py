@@ -20,6 +20,7 @@ from flwr.serverapp import Grid
 from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data
+from crlsc_fl.federation.failures import error_fields
 from crlsc_fl.federation.results import RunWriter
 
 DECODER_MESSAGE = f"{MessageType.TRAIN}.decoder"
@@ -45,7 +46,10 @@ def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore)
     )
 
 
-def run_stage2(grid: Grid, cfg: ScenarioConfig, topology: str, node_ids: dict[int, int], arch_of: dict[int, str], writer: RunWriter) -> list[dict[str, Any]]:
+def run_stage2(
+    grid: Grid, cfg: ScenarioConfig, topology: str, node_ids: dict[int, int], arch_of: dict[int, str], writer: RunWriter,
+    run_key: str = "",
+) -> list[dict[str, Any]]:
     """Server side: ask the sampled devices to train decoders; append rows to ``stage2.jsonl``."""
     devices = stage2_devices(cfg)
     if not devices:
@@ -53,18 +57,18 @@ def run_stage2(grid: Grid, cfg: ScenarioConfig, topology: str, node_ids: dict[in
     start = time.time()
     messages = [
         Message(
-            content=RecordDict({"scenario": ConfigRecord(cfg.to_flat()), "task": ConfigRecord({"topology": topology})}),
+            content=RecordDict({"scenario": ConfigRecord(cfg.to_flat()), "task": ConfigRecord({"topology": topology, "run-key": run_key})}),
             dst_node_id=node_ids[d], message_type=DECODER_MESSAGE,
         )
         for d in devices
     ]
     device_of = {node: device for device, node in node_ids.items()}
     rows = []
-    for reply in grid.send_and_receive(messages, timeout=3600.0):
+    for reply in grid.send_and_receive(messages, timeout=cfg.scenario.reply_timeout):
         device = device_of[reply.metadata.src_node_id]
         row: dict[str, Any] = {"topology": topology, "device": device, "arch": arch_of[device], "channel": cfg.stage2.channel}
         if reply.has_error():
-            row["error"] = str(reply.error.reason)
+            row.update(error_fields(str(reply.error.reason), reply.error.code))
         else:
             row.update(dict(reply.content.metric_records["metrics"]))
         rows.append(row)

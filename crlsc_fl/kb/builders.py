@@ -1,8 +1,7 @@
-"""Build SKBs (from a server model) and PKBs (from a trained device encoder), cached on disk.
+"""Build PKBs (from a trained device encoder), and the on-disk cache of built KBs.
 
-A built KB is stored under ``cache_dir("kb")/<key>.kb`` where the key hashes everything the
-vectors depend on (model identity, the prompts or image bytes, the index config), so the
-server builds a given SKB once per machine.
+A cached KB is stored under ``cache_dir("kb")/<key>.kb`` where the key hashes everything the
+vectors depend on, so the server builds a given SKB (:mod:`crlsc_fl.kb.mentor`) once per machine.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
@@ -18,9 +16,7 @@ import numpy as np
 from crlsc_fl.data.paths import cache_dir
 from crlsc_fl.eval.features import encode_images
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
-from crlsc_fl.kb.prompts import make_prompts
 from crlsc_fl.models.encoders import LocalEncoder
-from crlsc_fl.models.server_models import ServerEncoder
 
 
 def content_key(*parts: object) -> str:
@@ -45,44 +41,6 @@ def cached_kb(key: str, build: Callable[[], KnowledgeBase], use_cache: bool = Tr
         tmp.write_bytes(kb.to_bytes())
         os.replace(tmp, path)
     return kb
-
-
-def build_text_kb(
-    server: ServerEncoder,
-    class_names: str = "imagenet",
-    templates: str = "simple",
-    config: KBConfig | None = None,
-    use_cache: bool = True,
-) -> KnowledgeBase:
-    """Text SKB: every ``template.format(class)`` prompt encoded by the server's text tower."""
-    config = config or KBConfig()
-    prompts = make_prompts(class_names, templates)
-
-    def build() -> KnowledgeBase:
-        vectors = server.encode("text", prompts)
-        return KnowledgeBase.build(
-            vectors, config, source=f"text:{class_names}-names:{templates}", modality="text", model=server.identity
-        )
-
-    return cached_kb(content_key("text", server.identity, prompts, asdict(config)), build, use_cache)
-
-
-def build_image_kb(
-    server: ServerEncoder,
-    images: np.ndarray,
-    source: str,
-    config: KBConfig | None = None,
-    use_cache: bool = True,
-) -> KnowledgeBase:
-    """Image SKB: public images (N, H, W, 3) uint8 encoded by the server's image tower."""
-    config = config or KBConfig()
-    images = np.ascontiguousarray(images)
-
-    def build() -> KnowledgeBase:
-        vectors = server.encode("image", images)
-        return KnowledgeBase.build(vectors, config, source=f"image:{source}", modality="image", model=server.identity)
-
-    return cached_kb(content_key("image", server.identity, images, asdict(config)), build, use_cache)
 
 
 def build_pkb(

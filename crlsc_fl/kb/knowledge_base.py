@@ -9,22 +9,20 @@ Index types (``KB_TYPES``): ``pq`` (IndexPQ, exhaustive ADC search), ``ivfpq`` (
 for large KBs; ``nprobe`` lists are scanned), ``flat`` (exact, uncompressed; a reference).
 All use the inner-product metric on L2-normalised vectors (cosine similarity).
 
-Wire format of :meth:`KnowledgeBase.to_bytes`: ``b"CRLSCKB1"``, a 4-byte little-endian
-length, a UTF-8 JSON header (the metadata plus ``body_sha256``, the SHA-256 of the rest),
-then FAISS's own serialisation of the index. The checksum catches corruption that FAISS
-would load silently (flipped bytes inside codes or centroids).
+Wire format of :meth:`KnowledgeBase.to_bytes`: :mod:`crlsc_fl.kb.wire` with magic
+``b"CRLSCKB1"``, the metadata as header and FAISS's own serialisation of the index as body.
+The checksum catches corruption that FAISS would load silently (flipped bytes inside codes
+or centroids).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
 from dataclasses import asdict, dataclass, field
 
 import faiss
 import numpy as np
 
+from crlsc_fl.kb import wire
 from crlsc_fl.registry import Registry
 
 MAGIC = b"CRLSCKB1"
@@ -181,29 +179,19 @@ class KnowledgeBase:
 
     # -- serialisation ------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        body = faiss.serialize_index(self.index).tobytes()
-        header = json.dumps({**asdict(self.metadata), "body_sha256": hashlib.sha256(body).hexdigest()}, sort_keys=True).encode()
-        return MAGIC + struct.pack("<I", len(header)) + header + body
+        return wire.pack(MAGIC, asdict(self.metadata), faiss.serialize_index(self.index).tobytes())
 
     @classmethod
     def from_bytes(cls, blob: bytes | np.ndarray) -> "KnowledgeBase":
-        raw = blob.tobytes() if isinstance(blob, np.ndarray) else bytes(blob)
-        if len(raw) < len(MAGIC) + 4 or not raw.startswith(MAGIC):
-            raise KnowledgeBaseError(
-                f"not a crlsc_fl knowledge base: expected the header {MAGIC!r}, got {raw[:8]!r} ({len(raw)} bytes)"
-            )
-        (header_len,) = struct.unpack("<I", raw[len(MAGIC) : len(MAGIC) + 4])
-        start = len(MAGIC) + 4
-        body = raw[start + header_len :]
         try:
-            header = json.loads(raw[start : start + header_len])
-            checksum = header.pop("body_sha256")
+            header, body = wire.unpack(MAGIC, blob, "knowledge base")
             meta = KBMetadata(**header)
-            if hashlib.sha256(body).hexdigest() != checksum:
-                raise ValueError("the index bytes do not match the header's body_sha256 checksum")
             index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
         except Exception as err:  # faiss raises RuntimeError with C++ traces on garbage
-            raise KnowledgeBaseError(f"corrupt knowledge base bytes ({len(raw)} bytes): {str(err).splitlines()[0]}") from None
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if not isinstance(err, wire.WireFormatError):
+                message = f"corrupt knowledge base bytes: {message}"
+            raise KnowledgeBaseError(message) from None
         if index.d != meta.dim or index.ntotal != meta.count:
             raise KnowledgeBaseError(
                 f"knowledge base header says dim={meta.dim}, count={meta.count}, index has d={index.d}, ntotal={index.ntotal}"

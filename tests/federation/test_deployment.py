@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
+import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -277,8 +280,9 @@ def write_fake_app(root: Path) -> Path:
 
 
 def write_scenario(path: Path, name: str, devices: int = 3, rounds: int = 2) -> Path:
-    """A tiny valid scenario for the fake app."""
-    path.write_text(f'[scenario]\nname = "{name}"\nrounds = {rounds}\n\n[devices]\nnum-devices = {devices}\n')
+    """A tiny valid scenario for the fake app (generated data: the runners load the dataset first)."""
+    path.write_text(f'[scenario]\nname = "{name}"\nrounds = {rounds}\n\n[devices]\nnum-devices = {devices}\n'
+                    '\n[data]\ndataset = "synthetic"\n')
     return path
 
 
@@ -322,12 +326,40 @@ def assert_all_gone(session: flwr_cli.FlowerSession) -> None:
 # --------------------------------------------------------------------------- slow tests
 
 
+def kill_supernode_when(sessions: list[flwr_cli.FlowerSession], results: Path, name: str, ready, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    """Background: SIGKILL SuperNode ``name`` once ``ready(metrics rows)`` is true."""
+    while not stop.is_set():
+        files = list(results.glob("*/*/metrics.jsonl"))
+        lines = [json.loads(x) for x in files[0].read_text().splitlines() if x.strip()] if files else []
+        if sessions and ready(lines):
+            proc = dict(sessions[0].supervisor.started)[name]
+            os.kill(proc.pid, signal.SIGKILL)
+            return
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
-def test_deployment_three_supernodes_two_rounds(app_case, capsys: pytest.CaptureFixture[str]) -> None:
+def test_deployment_three_supernodes_one_killed_mid_round(app_case, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """3 SuperNodes, P2P, 2 rounds; SuperNode 2 is killed when round 2 starts: the server stops
+    waiting for it when Flower marks its node offline (or at the reply timeout), device 2's
+    loss is recorded, and with scenario.min-success-fraction = 0.5 the run completes with the
+    other two."""
     app, scenario, extra, results = app_case
+    monkeypatch.setenv("CRLSC_STATE_DIR", str(tmp_path / "state"))  # the SuperNodes' device state
+    extra += ["--set", "scenario.topologies=p2p", "--set", "scenario.reply-timeout=150",
+              "--set", "scenario.min-success-fraction=0.5"]
     sessions: list[flwr_cli.FlowerSession] = []
-    code = deploy.main([str(scenario), "--supernodes", "3", "--rounds", "2", "--timeout", "600", *extra],
-                       sessions=sessions)
+    stop = threading.Event()
+    p2p_round_1_done = lambda rows: sum(r["topology"] == "p2p" for r in rows) >= 3  # noqa: E731
+    killer = threading.Thread(target=kill_supernode_when, args=(sessions, results, "supernode-2", p2p_round_1_done, stop))
+    killer.start()
+    try:
+        code = deploy.main([str(scenario), "--supernodes", "3", "--rounds", "2", "--timeout", "600", *extra],
+                           sessions=sessions)
+    finally:
+        stop.set()
+        killer.join()
     out = capsys.readouterr().out
     (session,) = sessions
     assert_all_gone(session)
@@ -337,13 +369,18 @@ def test_deployment_three_supernodes_two_rounds(app_case, capsys: pytest.Capture
     run_dir = run_dirs[0]
     assert f"run {run_dir.name}: finished:completed" in out
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    assert len(lines) == 2 * 2 * 3  # topologies x rounds x SuperNodes
-    assert not [x for x in lines if "error" in x]
+    assert len(lines) == 2 * 3  # rounds x SuperNodes: the lost reply is a row too
+    (lost,) = [x for x in lines if "error" in x]
+    assert (lost["topology"], lost["round"], lost["device"]) == ("p2p", 2, 2)
+    # Flower's heartbeat (~60 s) notices first; at the reply timeout we would give up ourselves
+    assert lost["error_type"] in ("NodeUnavailable", "NoReply"), lost
     assert sorted({x["device"] for x in lines}) == [0, 1, 2]
-    summary = json.loads((run_dir / "summary.json").read_text())["topologies"]
-    assert set(summary) == {"cloud-edge", "p2p"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["errors"] == 1
+    assert set(summary["topologies"]) == {"p2p"} and summary["topologies"]["p2p"]["errors_by_round"] == {"1": 0, "2": 1}
     p2p = json.loads((run_dir / "communication-p2p.json").read_text())["transfers"]
     assert {t["tier"] for t in p2p} == {"d2d"} and len(p2p) == 3 * 2  # ring of 3: 2 peers each, in round 2
+    assert f"device 2 (p2p, round 2): {lost['error_type']}" in out
 
 
 @pytest.mark.slow

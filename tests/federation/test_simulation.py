@@ -1,4 +1,6 @@
-"""End to end: the 5-device, 2-round CI scenario through a real Flower simulation."""
+"""End to end: the 5-device, 2-round CI scenario through a real Flower simulation, with the
+offline image mentor (EfficientNet-Lite0 at 64 px, PCA to 32 dims) grounding the devices
+(``crlsc-grounded``: the SKB and 50 anchors go cloud -> edge -> device)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,24 @@ from crlsc_fl import flwr_cli, launch
 from crlsc_fl.config import TOPOLOGIES
 
 REPO = Path(__file__).resolve().parents[2]
+GROUNDED_IMAGE_MENTOR = {
+    "devices.width": 0.5, "kb.server-model": "efficientnet-lite0", "kb.source": "image", "kb.image-size": 64, "kb.dim": 32, "kb.m": 8,
+    "kb.anchors": 50, "train.kb-method": "crlsc-grounded", "grounding.anchor-batch": 16, "fusion.top-n": 10,
+    "fusion.noise-variance": 0.2 / 32, "fusion.query": "normalized", "fusion.scale": "temperature",
+}
 
 
 @pytest.mark.slow
-def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     results = tmp_path / "results"
+    monkeypatch.setenv("CRLSC_STATE_DIR", str(tmp_path / "state"))
     sessions: list[flwr_cli.FlowerSession] = []
+    overrides = [f"scenario.results-dir={results}"] + [
+        f"{k}={json.dumps(v)}" for k, v in GROUNDED_IMAGE_MENTOR.items()
+    ]
     code = launch.main(
-        [str(REPO / "scenarios" / "ci.toml"), "--timeout", "600", "--set", f"scenario.results-dir={results}"],
+        [str(REPO / "scenarios" / "ci.toml"), "--timeout", "600", *(a for o in overrides for a in ("--set", o))],
         sessions=sessions,
     )
     out = capsys.readouterr().out
@@ -29,8 +41,17 @@ def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path,
     assert len(rows) == len(TOPOLOGIES) * 2 * 5  # topology x round x device
     assert not [r for r in rows if "error" in r]
     assert {r["topology"] for r in rows} == set(TOPOLOGIES)
-    for key in ("arch", "loss", "knn_top1", "knn_top5", "bytes_received", "bytes_sent", "train_seconds"):
+    for key in ("arch", "loss", "knn_top1", "knn_top5", "bytes_received", "bytes_sent", "train_seconds", "parameters", "flops_per_image"):
         assert all(key in r for r in rows), key
+    resnet18 = [r for r in rows if r["arch"] == "resnet18"]
+    assert resnet18 and all(r["parameters"] < 3e6 for r in resnet18)  # width 0.5: ~2.8 M instead of 11.2 M
+    mentor = json.loads((run_dir / "mentor.json").read_text())
+    assert mentor["model"] == "efficientnet-lite0:imagenet1k:64px" and mentor["dim"] == 32 and mentor["anchors"] == 50
+    for topology in ("cloud-edge", "p2p", "hybrid"):  # every grounded device got the anchors, once
+        transfers = json.loads((run_dir / f"communication-{topology}.json").read_text())["transfers"]
+        received = [t["dst"] for t in transfers if t["kind"] == "anchors" and t["tier"] == "edge-device"]
+        assert sorted(received) == [f"device-{d}" for d in range(5)], topology
+        assert all(t["nbytes"] == mentor["anchor_bytes"] for t in transfers if t["kind"] == "anchors")
     summary = json.loads((run_dir / "summary.json").read_text())["topologies"]
     assert summary["local"]["bytes_per_device"]["mean"] == 0
     assert 0 < summary["cloud-edge"]["bytes_per_device"]["mean"] < summary["fedavg"]["bytes_per_device"]["mean"]

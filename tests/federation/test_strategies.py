@@ -7,7 +7,8 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from crlsc_fl.config import TopologySection
+from crlsc_fl.config import TOPOLOGIES, TopologySection
+from crlsc_fl.federation.faults import dropped_devices
 from crlsc_fl.registry import UnknownNameError
 from strategies import STRATEGIES
 from strategies.fedavg import weighted_average
@@ -81,6 +82,42 @@ def test_p2p_devices_receive_their_neighbours_pkbs(make_context, graph: str) -> 
     assert all(t.dst != t.src and int(t.src.split("-")[1]) in strategy.peers[int(t.dst.split("-")[1])] for t in d2d)
 
 
+GROUNDED = {"train.kb-method": "crlsc-grounded", "kb.anchors": 100}
+SKB_BLOB, ANCHOR_BLOB = b"S" * 1000, b"A" * 3000  # what tests/federation/conftest.py's context serves
+
+
+def test_grounded_cloud_edge_sends_skb_and_anchors_once(make_context) -> None:  # type: ignore[no-untyped-def]
+    strategy = STRATEGIES.get("cloud-edge")(make_context(**GROUNDED))
+    for _, task, to_send, _ in strategy.deliveries(1):
+        assert task.method == "crlsc-grounded" and task.kb_keys == ("skb-test",) and task.anchor_key == "anchors-test"
+        assert to_send == {"skb-test": SKB_BLOB, "anchors-test": ANCHOR_BLOB}
+    assert all(to_send == {} for _, _, to_send, _ in strategy.deliveries(2))  # devices keep both
+    anchors = [t for t in strategy.ledger.transfers if t.kind == "anchors"]
+    assert [t.tier for t in anchors].count("cloud-edge") == 3 and [t.tier for t in anchors].count("edge-device") == 12
+    assert all(t.nbytes == len(ANCHOR_BLOB) for t in anchors)
+    assert sum(t.kind == "kb" for t in strategy.ledger.transfers) == 15
+
+
+def test_grounded_p2p_aligns_from_round_one_and_then_uses_pkbs(make_context) -> None:  # type: ignore[no-untyped-def]
+    strategy = STRATEGIES.get("p2p")(make_context(**GROUNDED))
+    for _, task, to_send, _ in strategy.deliveries(1):  # no SKB: the anchors alone ground the warm-up
+        assert task.method == "crlsc-grounded" and task.kb_keys == () and to_send == {"anchors-test": ANCHOR_BLOB}
+    strategy.after_round(1, {d: pkb_reply(d) for d in range(12)})
+    for device, task, to_send, _ in strategy.deliveries(2):
+        assert task.method == "crlsc-grounded" and task.anchor_key == "anchors-test"
+        assert sorted(to_send) == sorted(f"pkb-p2p-d{p}-r1" for p in strategy.peers[device])  # anchors held already
+    assert not any(t.kind == "kb" and t.src == "cloud" for t in strategy.ledger.transfers)  # the SKB never moves
+
+
+def test_grounded_hybrid_and_local(make_context) -> None:  # type: ignore[no-untyped-def]
+    hybrid = STRATEGIES.get("hybrid")(make_context(**GROUNDED))
+    for device, task, to_send, _ in hybrid.deliveries(1):
+        assert task.method == "crlsc-grounded" and "anchors-test" in to_send
+        assert ("skb-test" in to_send) == (device in hybrid.mentors)
+    local = STRATEGIES.get("local")(make_context(**GROUNDED))  # the no-transfer baseline stays plain DCL
+    assert all(task.method == "dcl" and not to_send for _, task, to_send, _ in local.deliveries(1))
+
+
 def test_p2p_skb_warmup(make_context) -> None:  # type: ignore[no-untyped-def]
     strategy = STRATEGIES.get("p2p")(make_context(**{"topology.p2p-warmup": "skb"}))
     assert all(task.kb_keys == ("skb-test",) for _, task, _, _ in strategy.deliveries(1))
@@ -137,3 +174,25 @@ def test_unknown_topology_lists_valid_names() -> None:
 def test_array_record_round_trip_keeps_weights() -> None:
     state = {"w": torch.randn(3, 2)}
     assert torch.equal(ArrayRecord(torch_state_dict=state).to_torch_state_dict()["w"], state["w"])
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_absent_devices_get_nothing_and_nothing_is_counted_for_them(make_context, topology: str) -> None:  # type: ignore[no-untyped-def]
+    ctx = make_context(**{"faults.dropout": 0.3, "topology.degree": 2})
+    strategy = STRATEGIES.get(topology)(ctx)
+    for server_round in (1, 2, 3):
+        absent = dropped_devices(ctx.cfg, server_round)
+        assert 0 < len(absent) < 12
+        before = len(strategy.ledger.transfers)
+        present = {d: task for d, task, _, _ in strategy.deliveries(server_round, absent)}
+        assert set(present) == set(range(12)) - absent
+        for t in strategy.ledger.transfers[before:]:  # only present devices send or receive
+            assert all(int(end.split("-")[1]) in present for end in (t.src, t.dst) if end.startswith("device-")), t
+            if t.tier == "cloud-edge":  # an edge is fed only for devices of it that take part
+                assert any(f"edge-{strategy.edge_of(d)}" == t.dst for d in present)
+        for device, task in present.items():  # a present peer's latest PKB, else the newest one held
+            for key in task.kb_keys:
+                peer = int(key.split("-d")[1].split("-")[0]) if key.startswith("pkb-") else None
+                if peer is not None:
+                    assert key == (strategy.held_pkb(device, peer) if peer in absent else strategy.pkbs[peer]), key
+        strategy.after_round(server_round, {d: pkb_reply(d) for d, task in present.items() if task.return_pkb})

@@ -10,8 +10,10 @@ import torch
 
 from crlsc_fl.augment.simclr import AugmentConfig
 from crlsc_fl.data.synthetic import make_synthetic_images
+from crlsc_fl.kb.anchors import AnchorSet, AnchorSetError
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.methods import METHODS, FitResult, TrainConfig, build_method
+from crlsc_fl.methods.grounded import GroundingConfig
 from crlsc_fl.models.encoders import build_encoder
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
 from crlsc_fl.registry import UnknownNameError
@@ -30,6 +32,11 @@ def kb() -> KnowledgeBase:
     return KnowledgeBase.build(np.random.default_rng(0).normal(size=(64, DIM)), KBConfig(m=4, nbits=4), source="test")
 
 
+def _anchors() -> AnchorSet:
+    images, labels = make_synthetic_images(10, image_size=SIZE, seed=1)
+    return AnchorSet(images, np.eye(10, DIM, dtype=np.float32)[labels])
+
+
 def _config(**overrides) -> TrainConfig:
     return TrainConfig(**({"batch_size": 8, "lr": 1e-3, "augment": AugmentConfig(size=SIZE)} | overrides))
 
@@ -38,13 +45,15 @@ def _method(name: str, kb: KnowledgeBase, config: TrainConfig | None = None, see
     torch.manual_seed(seed)
     encoder = build_encoder("resnet18", dim=DIM, hidden_dim=DIM)
     extra = {"kb": kb, "fusion": FusionConfig(top_n=5)} if name == "crlsc" else {}
+    if name == "crlsc-grounded":
+        extra = {"kb": kb, "anchors": _anchors(), "grounding": GroundingConfig(anchor_batch=4)}
     if name == "nnclr":
         extra["queue_size"] = 8  # full after one batch, so the second step uses neighbours
     return build_method(name, encoder, config or _config(), **extra, **options)
 
 
 def test_registry() -> None:
-    assert METHODS.names() == ["crlsc", "dcl", "nnclr", "simclr"]
+    assert METHODS.names() == ["crlsc", "crlsc-grounded", "dcl", "nnclr", "simclr"]
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -63,7 +72,7 @@ def test_every_method_trains(name: str, images: np.ndarray, kb: KnowledgeBase) -
 
 
 def test_unknown_method_lists_names() -> None:
-    with pytest.raises(UnknownNameError, match="unknown method 'byol'; valid: crlsc, dcl, nnclr, simclr"):
+    with pytest.raises(UnknownNameError, match="unknown method 'byol'; valid: crlsc, crlsc-grounded, dcl, nnclr, simclr"):
         build_method("byol", build_encoder("resnet18", dim=DIM, hidden_dim=DIM))
 
 
@@ -144,3 +153,32 @@ def test_bad_fit_arguments(images: np.ndarray, kb: KnowledgeBase) -> None:
         method.fit(images[:1], epochs=1)
     with pytest.raises(ValueError, match="queue_size=0 must be >= 1"):
         build_method("nnclr", method.encoder, queue_size=0)
+
+
+def test_grounded_anchors_must_match_the_encoder(kb: KnowledgeBase) -> None:
+    method = _method("crlsc-grounded", kb)
+    wrong = AnchorSet(np.zeros((4, SIZE, SIZE, 3), np.uint8), np.ones((4, DIM + 1)))
+    with pytest.raises(AnchorSetError, match=f"output dimension {DIM} does not match the anchor keys' dimension {DIM + 1}"):
+        method.set_anchors(wrong)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(dict(anchor_batch=0), "anchor-batch=0 must be >= 1"), (dict(align_weight=-1.0), "align-weight=-1.0 must be >= 0"),
+     (dict(align_temperature=0.0), "align-temperature=0.0 must be > 0"),
+     (dict(targets="hard"), "grounding.targets='hard' is not allowed; valid: soft, onehot"),
+     (dict(target_temperature=0.0), "target-temperature=0.0 must be > 0")],
+)
+def test_bad_grounding_config(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GroundingConfig(**overrides)
+
+
+def test_grounded_without_a_kb_trains_on_anchors_alone(images: np.ndarray, kb: KnowledgeBase) -> None:
+    method = _method("crlsc-grounded", kb)
+    method.set_knowledge_base(None)
+    assert method.kb is None and method.fusion is None
+    assert np.isfinite(method.fit(images, epochs=1).epoch_losses[0])
+    torch.manual_seed(0)
+    fresh = build_method("crlsc-grounded", build_encoder("resnet18", dim=DIM, hidden_dim=DIM), _config(), anchors=_anchors())
+    assert fresh.kb is None and np.isfinite(fresh.fit(images, epochs=1).epoch_losses[0])

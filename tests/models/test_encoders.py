@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crlsc_fl.models.encoders import (
-    ENCODERS, FEATURE_LAYERS, STEMS, build_encoder, count_parameters, load_encoder, save_encoder,
+    ENCODERS, FEATURE_LAYERS, STEMS, build_encoder, count_flops, count_parameters, load_encoder, save_encoder,
 )
 from crlsc_fl.registry import UnknownNameError
 
@@ -45,7 +45,7 @@ def test_output_dim_equals_requested(arch: str, stem: str, batch: torch.Tensor) 
     assert out.shape == (2, dim) and torch.isfinite(out).all()
     assert features.shape == (2, encoder.feature_dim)
     assert encoder.feature_dim == (2048 if arch == "resnet50" else 512)
-    assert encoder.spec() == {"arch": arch, "dim": dim, "stem": stem, "hidden_dim": 32}
+    assert encoder.spec() == {"arch": arch, "dim": dim, "stem": stem, "hidden_dim": 32, "width": 1.0}
 
 
 def test_parameter_count_grows_with_depth() -> None:
@@ -63,6 +63,46 @@ def test_feature_map_shapes(arch: str, stem: str, layer_index: int, batch: torch
         fmap = encoder.feature_map(batch, FEATURE_LAYERS[layer_index])
     side = SIDES[stem][layer_index]
     assert fmap.shape == (2, CHANNELS[arch][layer_index], side, side)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_width_one_is_torchvision_and_smaller_widths_shrink(arch: str) -> None:
+    import torchvision
+
+    assert count_parameters(ENCODERS.get(arch)(1.0)) == count_parameters(getattr(torchvision.models, arch)(weights=None))
+    counts = [count_parameters(ENCODERS.get(arch)(w)) for w in (0.25, 0.5, 1.0)]
+    assert counts[0] < counts[1] < counts[2]
+    assert counts[0] < counts[2] / 10  # parameters scale ~ width^2
+
+
+@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize(("arch", "width"), [("resnet18", 0.25), ("resnet50", 0.5)])
+def test_scaled_encoder_shapes_and_round_trip(arch: str, width: float, stem: str, tmp_path: Path, batch: torch.Tensor) -> None:
+    encoder = build_encoder(arch, dim=10, stem=stem, hidden_dim=16, width=width).eval()
+    expansion = 4 if arch == "resnet50" else 1
+    assert encoder.feature_dim == round(512 * width) * expansion
+    with torch.no_grad():
+        assert encoder(batch).shape == (2, 10)
+        assert encoder.feature_map(batch, "layer1").shape[1] == round(64 * width) * expansion
+    save_encoder(encoder, tmp_path / "enc.pt")
+    loaded = load_encoder(tmp_path / "enc.pt").eval()
+    assert loaded.spec()["width"] == width
+    with torch.no_grad():
+        assert torch.equal(loaded(batch), encoder(batch))
+
+
+def test_flops_grow_with_width_and_depth() -> None:
+    flops = {(arch, w): count_flops(build_encoder(arch, dim=16, width=w)) for arch in ARCHS for w in (0.25, 1.0)}
+    for arch in ARCHS:
+        assert 8 < flops[arch, 1.0] / flops[arch, 0.25] < 17  # ~width^2 (the head and stem scale less)
+    assert flops["resnet18", 0.25] < flops["resnet34", 0.25] < flops["resnet50", 0.25]
+    assert 70e6 < flops["resnet18", 1.0] < 80e6  # ~37 M multiply-adds of a 32x32 image with the imagenet stem
+
+
+@pytest.mark.parametrize("width", [0.0, -0.5])
+def test_bad_width(width: float) -> None:
+    with pytest.raises(ValueError, match=f"width={width} must be > 0"):
+        build_encoder("resnet18", width=width)
 
 
 def test_stems_differ_in_the_first_conv() -> None:

@@ -16,9 +16,43 @@ SENTENCES = ["a photo of a cat.", "a photo of a kitten.", "a photo of a truck.",
 
 
 def test_registry_lists_valid_names() -> None:
-    assert SERVER_MODELS.names() == ["minilm", "open_clip"]
-    with pytest.raises(UnknownNameError, match="unknown server model 'bert'; valid: minilm, open_clip"):
+    assert SERVER_MODELS.names() == ["efficientnet-lite0", "efficientnet-lite2", "minilm", "open_clip"]
+    with pytest.raises(UnknownNameError, match="unknown server model 'bert'; valid: efficientnet-lite0, efficientnet-lite2, minilm, open_clip"):
         build_server_model("bert")
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    """The real ImageNet EfficientNet-Lite0 at 64 px (cheap enough for tests)."""
+    return build_server_model("efficientnet-lite0", image_size=64)
+
+
+def test_efficientnet_lite_vectors(lite0) -> None:
+    images, _ = make_synthetic_images(6, num_classes=3, image_size=32, seed=0)
+    vectors = lite0.encode("image", images)
+    assert vectors.shape == (6, 1280) and vectors.dtype == np.float32 and lite0.dim == 1280
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(lite0.encode_images(images, batch_size=4), vectors, atol=1e-5)  # batching, eval mode
+    assert lite0.identity == "efficientnet-lite0:imagenet1k:64px" and lite0.modalities == ("image",)
+    with pytest.raises(ValueError, match="has no text tower"):
+        lite0.encode_text(["a cat"])
+    with pytest.raises(ValueError, match="image_size=16 must be >= 32"):
+        build_server_model("efficientnet-lite2", image_size=16)
+
+
+@pytest.mark.cifar10
+def test_efficientnet_lite_knows_cifar10_classes(lite0, cifar10_dir: Path) -> None:
+    """Pre-trained ImageNet features separate CIFAR-10 classes that random features do not:
+    nearest class centroid on 60 training / 40 test images of airplane vs frog."""
+    from crlsc_fl.data import load_dataset
+
+    train = load_dataset("cifar10", "train", cifar10_dir, download=False)
+    picked = np.concatenate([np.flatnonzero(train.labels == c)[:50] for c in (0, 6)])
+    vectors, labels = lite0.encode_images(np.asarray(train.images[picked])), train.labels[picked]
+    fit, held = np.r_[0:30, 50:80], np.r_[30:50, 80:100]
+    centroids = np.stack([vectors[fit][labels[fit] == c].mean(0) for c in (0, 6)])
+    predicted = np.array([0, 6])[(vectors[held] @ centroids.T).argmax(1)]
+    assert (predicted == labels[held]).mean() >= 0.9
 
 
 def test_minilm_vectors(minilm) -> None:

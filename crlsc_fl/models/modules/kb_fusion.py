@@ -16,6 +16,9 @@ Choices the paper leaves open, as documented options of :class:`FusionConfig`:
   q first, for retrieval and attention alike.
 - ``noise_in_attention``: the noisy q is used for retrieval only (default) or also in eq. 1.
 - ``noise_variance``: the paper's sigma^2 = 0.2 per dimension (mean 0).
+- ``mode``: ``replace`` builds q* from KB vectors only (eq. 2, the paper); ``residual``
+  keeps the image in it, q* = q + ``residual_weight`` * (score v) (beyond the paper: with
+  ``replace`` DCL contrasts p with a view that carries little of the image, see README).
 
 Retrieval is non-differentiable (a FAISS search); gradients reach the encoder through q in
 the attention score.
@@ -35,6 +38,7 @@ from crlsc_fl.kb.knowledge_base import KnowledgeBase
 FUSION_WEIGHTS = ("softmax", "raw")
 FUSION_SCALES = ("sqrt-d", "temperature")
 FUSION_QUERIES = ("raw", "normalized")
+FUSION_MODES = ("replace", "residual")
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,15 @@ class FusionConfig:
     attention_temperature: float = 0.1
     query: str = "raw"
     noise_in_attention: bool = False
+    mode: str = "replace"
+    residual_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
             ("weights", self.weights, FUSION_WEIGHTS),
             ("scale", self.scale, FUSION_SCALES),
             ("query", self.query, FUSION_QUERIES),
+            ("mode", self.mode, FUSION_MODES),
         ):
             if value not in allowed:
                 raise ValueError(f"fusion.{name}={value!r} is not allowed; valid: {', '.join(allowed)}")
@@ -61,6 +68,8 @@ class FusionConfig:
             raise ValueError(f"fusion.noise-variance={self.noise_variance} out of range [0, inf]")
         if self.attention_temperature <= 0:
             raise ValueError(f"fusion.attention-temperature={self.attention_temperature} out of range (0, inf]")
+        if self.residual_weight < 0:
+            raise ValueError(f"fusion.residual-weight={self.residual_weight} out of range [0, inf]")
 
 
 class KnowledgeFusion(nn.Module):
@@ -91,6 +100,8 @@ class KnowledgeFusion(nn.Module):
         if self.config.query == "normalized":
             query = F.normalize(query, dim=-1)
         noisy, values = self.retrieve(query, generator)
+        clean = query
         if self.config.noise_in_attention:
             query = query + (noisy - query.detach())  # noisy value, gradient of the clean q
-        return self.attend(query, values)
+        fused = self.attend(query, values)
+        return clean + self.config.residual_weight * fused if self.config.mode == "residual" else fused

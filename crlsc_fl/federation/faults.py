@@ -1,0 +1,56 @@
+"""Injected faults, for testing what the federation does with them (scenario table ``[faults]``).
+
+- **Dropout**: each device misses each round with probability ``faults.dropout``. The draw
+  depends only on the seed and the round (not the topology), so every topology loses the
+  same devices in round r and a resumed or repeated run loses the same ones again. A
+  dropped device is not sent a message: it is not a failure (see
+  :mod:`crlsc_fl.federation.failures`), and nothing moves to or from it.
+- **Bad KB payloads**: ``faults.corrupt-kb = "device:mode,..."`` tampers with every KB the
+  server sends to that device, after the digest of the real KB was taken: ``flip`` flips
+  bytes (the device must notice via the digest), ``wrong-dim`` swaps in a well-formed KB of
+  another dimension with its own digest (the device must notice the dimension).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from crlsc_fl.config import ScenarioConfig
+
+# Independent seeded streams per kind of fault.
+DROPOUT_STREAM = 101
+CORRUPT_STREAM = 202
+FLIPPED_BYTES = 16
+
+
+def digest(blob: bytes) -> str:
+    """The SHA-256 a device checks a received KB against."""
+    return hashlib.sha256(blob).hexdigest()
+
+
+def dropped_devices(cfg: ScenarioConfig, server_round: int) -> set[int]:
+    """The devices that miss ``server_round`` (seeded by scenario seed and round)."""
+    p = cfg.faults.dropout
+    if p <= 0:
+        return set()
+    draws = np.random.default_rng([cfg.scenario.seed, DROPOUT_STREAM, server_round]).random(cfg.devices.num_devices)
+    return {int(d) for d in np.flatnonzero(draws < p)}
+
+
+def tampered_kb(mode: str, blob: bytes, dim: int, seed: int, server_round: int, device: int) -> tuple[bytes, str]:
+    """(payload, digest) that the server sends instead of ``blob`` under fault ``mode``."""
+    rng = np.random.default_rng([seed, CORRUPT_STREAM, server_round, device])
+    if mode == "flip":
+        data = bytearray(blob)
+        for position in rng.choice(len(data), size=min(FLIPPED_BYTES, len(data)), replace=False):
+            data[position] ^= 0xFF
+        return bytes(data), digest(blob)  # the digest of what should have arrived
+    if mode == "wrong-dim":
+        from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
+
+        kb = KnowledgeBase.build(rng.standard_normal((32, dim + 16)).astype("float32"), KBConfig("flat"), source="wrong-dim-fault")
+        wrong = kb.to_bytes()
+        return wrong, digest(wrong)  # intact bytes, wrong content
+    raise ValueError(f"unknown KB corruption {mode!r}")

@@ -1,0 +1,171 @@
+"""The mentor's knowledge: an SKB in the device dimension plus the anchors that ground it.
+
+One entry point, :func:`build_mentor_knowledge`, for the three sources a run can choose
+(``MentorConfig.source``):
+
+- ``image``: the server's image model (EfficientNet-Lite offline, CLIP's image tower where
+  weights exist) encodes the public split; PCA (:mod:`crlsc_fl.kb.projection`) brings the
+  vectors to ``dim``; the SKB stores all of them and the anchors are a stratified sample of
+  the public images with their projected vectors as keys.
+- ``text``: the server's text model encodes class-name prompts (the paper's text SKB); PCA
+  to ``dim``; an anchor's key is the projected vector of ``"a photo of a {label}."`` for the
+  public image's label, i.e. grounding a text mentor uses the public split's labels.
+- ``random``: the control. Gaussian unit vectors in place of the SKB (as many as the image
+  SKB would hold) and in place of every anchor key: same sizes and dimension, no content.
+
+The server's features of the public images are the expensive part (EfficientNet-Lite2 runs
+at ~25 images/s on one loaded CPU core); they are cached on disk by content.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from crlsc_fl.data.datasets import ImageDataset
+from crlsc_fl.data.paths import cache_dir
+from crlsc_fl.kb.anchors import AnchorSet, select_anchors
+from crlsc_fl.kb.builders import cached_kb, content_key
+from crlsc_fl.kb.knowledge_base import KB_TYPES, KBConfig, KnowledgeBase
+from crlsc_fl.kb.projection import PCAProjection
+from crlsc_fl.kb.prompts import CLASS_NAMES, TEMPLATES, make_prompts
+from crlsc_fl.models.server_models import SERVER_MODELS, ServerEncoder, build_server_model
+
+MENTOR_SOURCES = ("text", "image", "random")
+
+
+@dataclass(frozen=True)
+class MentorConfig:
+    """What the server builds (the scenario's ``[kb]`` table composes this).
+
+    ``server_model`` (with ``open_clip_model``/``pretrained`` for CLIP, ``image_size`` for
+    EfficientNet-Lite) encodes the ``source``; ``dim`` is the SKB's (and so every device's)
+    dimension, reached by PCA on the server (0 keeps the model's own dimension, no PCA);
+    ``anchors`` public images go with the SKB to each grounded device (0 = none, the paper);
+    ``index``/``m``/``nbits`` are the FAISS index (:class:`KBConfig`).
+    """
+
+    source: str = "text"
+    server_model: str = "minilm"
+    open_clip_model: str = "ViT-B-32"
+    pretrained: str = ""
+    image_size: int = 128
+    class_names: str = "imagenet"
+    templates: str = "simple"
+    dim: int = 0
+    anchors: int = 0
+    index: str = "pq"
+    m: int = 48
+    nbits: int = 8
+
+    def __post_init__(self) -> None:
+        if self.source not in MENTOR_SOURCES:
+            raise ValueError(f"kb.source={self.source!r} is not allowed; valid: {', '.join(MENTOR_SOURCES)}")
+        modalities = SERVER_MODELS.get(self.server_model).modalities
+        if self.source != "random" and self.source not in modalities:
+            raise ValueError(
+                f"kb.source={self.source!r} needs the server model's {self.source} tower, but "
+                f"kb.server-model={self.server_model!r} has only {', '.join(modalities)}"
+            )
+        CLASS_NAMES.get(self.class_names)
+        TEMPLATES.get(self.templates)
+        KB_TYPES.get(self.index)
+        if self.dim < 0 or self.dim == 1 or (self.source == "random" and self.dim == 0):
+            raise ValueError(f"kb.dim={self.dim} must be >= 2 (0: the server model's own dimension; not allowed for source 'random')")
+        if self.anchors < 0:
+            raise ValueError(f"kb.anchors={self.anchors} must be >= 0")
+        if self.image_size < 32:
+            raise ValueError(f"kb.image-size={self.image_size} must be >= 32")
+
+    def kb_config(self) -> KBConfig:
+        return KBConfig(self.index, self.m, self.nbits)
+
+    def build_server(self) -> ServerEncoder:
+        """The server model S_e, loaded as configured."""
+        if self.server_model == "open_clip":
+            return build_server_model("open_clip", model_name=self.open_clip_model, pretrained=self.pretrained or None)
+        if self.server_model.startswith("efficientnet"):
+            return build_server_model(self.server_model, image_size=self.image_size)
+        return build_server_model(self.server_model)
+
+
+@dataclass
+class MentorKnowledge:
+    """The SKB, the anchors (``None`` when ``anchors = 0``) and how they were made."""
+
+    skb: KnowledgeBase
+    anchors: AnchorSet | None
+    projection: PCAProjection | None
+    report: dict[str, object]
+
+
+def server_features(server: ServerEncoder, modality: str, data: list[str] | np.ndarray) -> np.ndarray:
+    """The server model's unit vectors of ``data``, cached on disk by model and content."""
+    key = content_key("features", server.identity, modality, np.ascontiguousarray(data) if modality == "image" else data)
+    path = cache_dir("server-features") / f"{key}.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = server.encode(modality, data)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, path)
+    return vectors
+
+
+def _unit_gaussian(count: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def build_mentor_knowledge(
+    config: MentorConfig, public: ImageDataset, server: ServerEncoder | None = None, seed: int = 0
+) -> MentorKnowledge:
+    """Build the SKB and anchor set of ``config.source`` from the ``public`` split.
+
+    ``seed`` picks the anchors (stratified by label) and draws the random control's vectors.
+    The SKB is cached on disk by content (:func:`crlsc_fl.kb.builders.cached_kb`).
+    """
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    anchor_ids = select_anchors(public.labels, config.anchors, seed) if config.anchors else np.empty(0, np.int64)
+    projection: PCAProjection | None = None
+    if config.source == "random":
+        skb_vectors = _unit_gaussian(len(public), config.dim, rng)
+        anchor_keys = _unit_gaussian(len(anchor_ids), config.dim, rng)
+        model, source = "random-gaussian", "random"
+    else:
+        server = server or config.build_server()
+        model = server.identity
+        if config.source == "image":
+            features = server_features(server, "image", np.asarray(public.images))
+            source = f"image:{public.name}-public"
+        else:
+            features = server_features(server, "text", make_prompts(config.class_names, config.templates))
+            source = f"text:{config.class_names}-names:{config.templates}"
+        if config.dim:
+            projection = PCAProjection.fit(features, config.dim)
+        project = projection if projection is not None else (lambda v: v)
+        skb_vectors = project(features)
+        if config.source == "image":
+            anchor_keys = skb_vectors[anchor_ids]
+        else:  # an anchor's key: its label's prompt, so grounding a text mentor uses the public labels
+            label_prompts = [f"a photo of a {name}." for name in public.class_names]
+            anchor_keys = project(server_features(server, "text", label_prompts))[public.labels[anchor_ids]]
+    kb_config = config.kb_config()
+    skb = cached_kb(
+        content_key("skb", model, skb_vectors, kb_config),
+        lambda: KnowledgeBase.build(skb_vectors, kb_config, source=source, modality=config.source, model=model),
+    )
+    anchors = (
+        AnchorSet(np.asarray(public.images)[anchor_ids], anchor_keys, source=f"anchors:{source}") if len(anchor_ids) else None
+    )
+    report: dict[str, object] = {
+        "source": source, "model": model, "skb_count": skb.count, "dim": skb.dim, "skb_bytes": skb.nbytes(),
+        "anchors": len(anchor_ids), "anchor_bytes": len(anchors.to_bytes()) if anchors is not None else 0,
+        "pca_explained_variance": projection.explained_variance_ratio if projection else None,
+        "build_seconds": time.perf_counter() - start,
+    }
+    return MentorKnowledge(skb, anchors, projection, report)

@@ -1,0 +1,57 @@
+"""``crlsc-grounded``: the alignment term places a device's images next to the mentor's
+vectors of their kind, which is what makes retrieval from the SKB mean something.
+
+Generated data (stripe orientation = class). The "mentor" keys every anchor image by its
+class's vector; the SKB holds 20 noisy copies of each class vector. After a short run the
+device's embedding of an unseen image retrieves SKB entries of its own class far above the
+10 % of chance, where the untrained encoder stays near chance. Measured at one thread (512
+images, 8 epochs of batch 32, full-width ResNet-18): precision@10 0.42 against 0.10
+untrained, about 35 s of CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from crlsc_fl.augment.simclr import AugmentConfig
+from crlsc_fl.data.synthetic import make_synthetic_images
+from crlsc_fl.eval.features import encode_images
+from crlsc_fl.kb.anchors import AnchorSet
+from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
+from crlsc_fl.methods import TrainConfig, build_method
+from crlsc_fl.methods.grounded import GroundingConfig
+from crlsc_fl.models.encoders import build_encoder
+
+SIZE, DIM, EPOCHS = 16, 16, 8
+
+
+def _retrieval_precision(align_weight: float, epochs: int = EPOCHS, private_count: int = 512) -> float:
+    rng = np.random.default_rng(0)
+    class_keys = rng.normal(size=(10, DIM)).astype(np.float32)
+    class_keys /= np.linalg.norm(class_keys, axis=1, keepdims=True)
+    skb_labels = np.repeat(np.arange(10), 20)
+    skb_vectors = class_keys[skb_labels] + 0.1 * rng.normal(size=(200, DIM)).astype(np.float32)
+    skb = KnowledgeBase.build(skb_vectors, KBConfig(index_type="flat"))
+    anchor_images, anchor_labels = make_synthetic_images(200, image_size=SIZE, seed=1)
+    anchors = AnchorSet(anchor_images, class_keys[anchor_labels])
+    private, _ = make_synthetic_images(private_count, image_size=SIZE, seed=2)
+    test_images, test_labels = make_synthetic_images(200, image_size=SIZE, seed=3)
+
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18", dim=DIM, hidden_dim=64)
+    augment = AugmentConfig(size=SIZE, crop_scale=(0.3, 1.0), hue=0.5, gray_p=0.5)
+    method = build_method(
+        "crlsc-grounded", encoder, TrainConfig(batch_size=32, seed=0, augment=augment), kb=skb, anchors=anchors,
+        grounding=GroundingConfig(anchor_batch=32, align_weight=align_weight),
+    )
+    method.fit(private, epochs=epochs)
+    queries = torch.nn.functional.normalize(encode_images(encoder, test_images, kind="projection"), dim=1).numpy()
+    _, ids, _ = skb.search(queries, 10)
+    return float((skb_labels[ids] == test_labels[:, None]).mean())
+
+
+def test_alignment_makes_queries_retrieve_their_class() -> None:
+    grounded, untrained = _retrieval_precision(1.0), _retrieval_precision(1.0, epochs=0)
+    assert untrained < 0.2, f"untrained precision@10 {untrained:.2f}"
+    assert grounded > untrained + 0.2, f"grounded precision@10 {grounded:.2f} vs untrained {untrained:.2f}"
