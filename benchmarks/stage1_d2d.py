@@ -1,22 +1,30 @@
-"""Benchmark: device-to-device transfer through a peer's PKB, against a random KB of the same size.
+"""Benchmark: device-to-device transfer, against controls of the same size.
 
 Two devices with different architectures and disjoint classes (non-IID), both grounded in the
 image mentor's space by the server's anchors:
 
 1. The **peer** (``--peer-arch``) trains ``crlsc-grounded`` on the SKB with its images of
-   classes ``--peer-classes``, then encodes them into its PKB (projections, FAISS PQ).
+   classes ``--peer-classes`` (once per seed; its encoder is kept in ``<out>``), then
+   encodes its knowledge two ways: its **PKB** (the projections of its private images,
+   FAISS PQ, as in the paper) and its **anchor-keyed PKB** (its projections of the public
+   anchor images, :func:`crlsc_fl.kb.builders.build_anchor_pkb`).
 2. The **device** (``--device-arch``) trains on the other classes (or ``--device-classes``,
-   which may overlap the peer's; never the same images) with the same anchors and
-   one of these KBs: ``peer-pkb`` (the peer's PKB), ``random`` (Gaussian unit vectors, same
-   count, dimension and index: the control) or ``skb`` (the mentor's SKB, for reference).
-   The device fuses with ``--device-fusion`` (default residual: q* = q + score v keeps its own
-   image, as the peer's vectors are all of other classes).
+   which may overlap the peer's; never the same images) with the same anchors and one of:
+
+   - retrieval (eq. 1-2) from ``peer-pkb`` (the peer's PKB), ``random`` (Gaussian unit
+     vectors, same count, dimension and index: the control) or ``skb`` (the mentor's SKB),
+     fused by ``--device-fusion`` (default residual: q* = q + score v keeps the device's own
+     image, as the peer's vectors are all of other classes);
+   - alignment (no retrieval KB) to ``peer-anchors`` (the peer's anchor-keyed PKB as
+     targets besides the mentor's keys), ``random-anchors`` (random unit keys of the same
+     shape: the control) or ``mentor-only`` (the mentor's keys alone: the reference).
 
 Every condition uses the same images, steps and augmentations. The device is evaluated on
 the full CIFAR-10 test set by kNN (k=200) and a linear probe with one labelled bank for all
 runs: ``--bank-images`` IID training images disjoint from the public split (the device's
-own images cover only half the classes). Each result goes to ``<out>/runs/`` as it
-finishes; ``--summarize`` writes ``stage1_d2d.json``.
+own images cover only half the classes); kNN is also reported on the test images of the
+peer's classes (``knn_peer_classes``: what the device never saw) and of its own. Each
+result goes to ``<out>/runs/`` as it finishes; ``--summarize`` writes ``stage1_d2d.json``.
 
     python -m benchmarks.stage1_d2d --data-dir ../shared/data --out results/stage1-d2d
 """
@@ -24,6 +32,7 @@ finishes; ``--summarize`` writes ``stage1_d2d.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,25 +40,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import dataclasses
-
 from benchmarks.stage1_methods import evaluate, parse_overrides, prepare_out, seed_statistics
 from crlsc_fl.data import load_dataset, partition_dataset
-from crlsc_fl.kb.builders import build_pkb
+from crlsc_fl.kb.anchors import AnchorSet
+from crlsc_fl.kb.builders import build_anchor_pkb, build_pkb
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
 from crlsc_fl.kb.mentor import MentorConfig, build_mentor_knowledge
 from crlsc_fl.methods import TrainConfig, build_method
 from crlsc_fl.methods.grounded import GroundingConfig, grounded_fusion
 from crlsc_fl.models.encoders import build_encoder
 
-CONDITIONS = ("peer-pkb", "random", "skb")
+RETRIEVAL_CONDITIONS = ("peer-pkb", "random", "skb")
+ALIGNMENT_CONDITIONS = ("peer-anchors", "random-anchors", "mentor-only")
+CONDITIONS = RETRIEVAL_CONDITIONS + ALIGNMENT_CONDITIONS
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="results/stage1-d2d")
-    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=["peer-pkb", "random"])
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(ALIGNMENT_CONDITIONS))
     parser.add_argument("--device-fusion", nargs="*", default=["mode=residual"], metavar="KEY=VALUE",
                         help="the device's fusion settings over crlsc-grounded's (the peer keeps the defaults); "
                              "residual keeps the device's own image in q*, since the peer's PKB holds other classes")
@@ -66,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--anchors", type=int, default=1000)
+    parser.add_argument("--peer-weight", type=float, default=1.0, help="grounding.peer-weight of the anchor conditions")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--shard", default="0/1")
     parser.add_argument("--summarize", action="store_true")
@@ -109,37 +120,54 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, out: Path
     public, bank = train.subset(part.public), train.subset(bank_ids)
     config = MentorConfig(source="image", server_model="efficientnet-lite2", dim=args.dim, anchors=args.anchors, m=args.dim // 4)
     mentor = build_mentor_knowledge(config, public, seed=seed)
-    grounding = GroundingConfig()
+    grounding = GroundingConfig(peer_weight=args.peer_weight)
 
-    def train_device(arch: str, images: np.ndarray, kb: KnowledgeBase, device_seed: int, **fusion: object):  # type: ignore[no-untyped-def]
+    def train_device(arch: str, images: np.ndarray, kb: KnowledgeBase | None, device_seed: int,
+                     peer_anchors: tuple[AnchorSet, ...] = (), **fusion: object):  # type: ignore[no-untyped-def]
         torch.manual_seed(device_seed)
         encoder = build_encoder(arch, dim=args.dim, width=args.width)
         method = build_method("crlsc-grounded", encoder, TrainConfig(batch_size=args.batch_size, seed=device_seed),
-                              kb=kb, anchors=mentor.anchors, grounding=grounding,
+                              kb=kb, anchors=mentor.anchors, grounding=grounding, peer_anchors=peer_anchors,
                               fusion=dataclasses.replace(grounded_fusion(args.dim), **fusion))
         start = time.perf_counter()
         method.fit(images, args.epochs)
         return encoder, time.perf_counter() - start
 
     peer_images = np.asarray(train.images[peer_ids])
-    pkb_path = out / f"peer-pkb-seed{seed}.kb"
-    if pkb_path.exists():  # the peer is the same for every condition of a seed
-        pkb = KnowledgeBase.from_bytes(pkb_path.read_bytes())
+    peer = build_encoder(args.peer_arch, dim=args.dim, width=args.width)
+    peer_path = out / f"peer-seed{seed}.pt"
+    if peer_path.exists():  # the peer is the same for every condition of a seed
+        peer.load_state_dict(torch.load(peer_path))
     else:
         peer, _ = train_device(args.peer_arch, peer_images, mentor.skb, 1000 + seed)
+        torch.save(peer.state_dict(), peer_path)
+    kb: KnowledgeBase | None = None
+    peer_anchors: tuple[AnchorSet, ...] = ()
+    rng = np.random.default_rng(seed)
+    if condition in RETRIEVAL_CONDITIONS:
         pkb = build_pkb(peer, peer_images, KBConfig("pq", m=32, nbits=8), source="peer")
-        pkb_path.write_bytes(pkb.to_bytes())
-    if condition == "peer-pkb":
-        kb = pkb
-    elif condition == "skb":
-        kb = mentor.skb
+        if condition == "peer-pkb":
+            kb = pkb
+        elif condition == "skb":
+            kb = mentor.skb
+        else:
+            vectors = rng.standard_normal((pkb.count, args.dim)).astype(np.float32)
+            kb = KnowledgeBase.build(vectors, KBConfig("pq", m=32, nbits=8), source="random")
+        sent = {"kb_count": kb.count, "kb_bytes": kb.nbytes()}
+    elif condition != "mentor-only":
+        peer_anchor_pkb = build_anchor_pkb(peer, mentor.anchors, source="peer")
+        if condition == "random-anchors":
+            keys = rng.standard_normal(peer_anchor_pkb.keys.shape).astype(np.float32)
+            peer_anchor_pkb = mentor.anchors.with_keys(keys / np.linalg.norm(keys, axis=1, keepdims=True), source="random")
+        peer_anchors = (peer_anchor_pkb,)
+        sent = {"kb_count": len(peer_anchor_pkb), "kb_bytes": peer_anchor_pkb.key_nbytes}
     else:
-        vectors = np.random.default_rng(seed).standard_normal((pkb.count, args.dim)).astype(np.float32)
-        kb = KnowledgeBase.build(vectors, KBConfig("pq", m=32, nbits=8), source="random")
-    device_fusion = parse_overrides(args.device_fusion)
-    device, seconds = train_device(args.device_arch, np.asarray(train.images[device_ids]), kb, seed, **device_fusion)
-    result = evaluate(device, bank, test)
-    return {"condition": condition, "seed": seed, "device_fusion": device_fusion, "kb_count": kb.count, "kb_bytes": kb.nbytes(), "train_seconds": seconds,
+        sent = {"kb_count": 0, "kb_bytes": 0}
+    device_fusion = parse_overrides(args.device_fusion) if kb is not None else {}
+    device, seconds = train_device(args.device_arch, np.asarray(train.images[device_ids]), kb, seed, peer_anchors, **device_fusion)
+    result = evaluate(device, bank, test, groups={"peer_classes": list(args.peer_classes), "device_classes": device_classes})
+    return {"condition": condition, "seed": seed, "device_fusion": device_fusion, **sent, "train_seconds": seconds,
+            "peer_weight": args.peer_weight if peer_anchors else None,
             "peer_classes": args.peer_classes, "device_classes": device_classes, **result}
 
 

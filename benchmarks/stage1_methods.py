@@ -91,17 +91,25 @@ def mentor_for(kb: str, seed: int, args: argparse.Namespace, public: ImageDatase
     return build_mentor_knowledge(config, public, seed=seed)
 
 
-def evaluate(encoder: LocalEncoder, device: ImageDataset, test: ImageDataset) -> dict[str, dict[str, float]]:
+def evaluate(
+    encoder: LocalEncoder, device: ImageDataset, test: ImageDataset, groups: dict[str, list[int]] | None = None
+) -> dict[str, dict[str, float]]:
+    """kNN (k=200, tau=0.1) and linear top-1/top-5 on ``test`` with ``device`` as the labelled
+    bank; ``groups`` adds kNN on the test images of each named list of classes (``knn_<name>``)."""
     train_x, test_x = encode_images(encoder, np.asarray(device.images)), encode_images(encoder, np.asarray(test.images))
     train_y, test_y = torch.from_numpy(device.labels), torch.from_numpy(test.labels)
     classes = len(test.class_names)
     train_q, test_q = (encode_images(encoder, np.asarray(d.images), kind="projection") for d in (device, test))
-    return {
+    result = {
         "knn": knn_accuracy(train_x, train_y, test_x, test_y, classes, k=200, temperature=0.1),
         "linear": linear_probe_accuracy(train_x, train_y, test_x, test_y, classes),
         # kNN on the projection q (the vector that meets the KB), for diagnosis
         "knn_projection": knn_accuracy(train_q, train_y, test_q, test_y, classes, k=200, temperature=0.1),
     }
+    for name, members in (groups or {}).items():
+        mask = torch.from_numpy(np.isin(test.labels, members))
+        result[f"knn_{name}"] = knn_accuracy(train_x, train_y, test_x[mask], test_y[mask], classes, k=200, temperature=0.1)
+    return result
 
 
 def run_one(method: str, kb: str, seed: int, args: argparse.Namespace, data: tuple) -> dict[str, object]:
@@ -189,9 +197,11 @@ def prepare_out(script: str, args: argparse.Namespace, argv: list[str] | None, s
 
 
 def seed_statistics(rows: list[dict]) -> dict[str, object]:
-    """Mean and sample std over seeds of kNN and linear top-1."""
+    """Mean and sample std over seeds of kNN and linear top-1 (and of per-group kNN, when
+    every row has it)."""
     out: dict[str, object] = {"seeds": sorted(r["seed"] for r in rows)}
-    for metric in ("knn", "linear"):
+    groups = sorted(set.intersection(*(set(k for k in r if k.startswith("knn_") and k != "knn_projection") for r in rows)))
+    for metric in ("knn", "linear", *groups):
         values = np.array([r[metric]["top1"] for r in rows])
         out[f"{metric}_top1_mean"] = float(values.mean())
         out[f"{metric}_top1_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0

@@ -67,6 +67,15 @@ class AnchorSet:
             self._targets = (np.ascontiguousarray(unique), index.reshape(-1).astype(np.int64))
         return self._targets
 
+    def with_keys(self, keys: np.ndarray, source: str) -> "AnchorSet":
+        """The same images keyed by other vectors (a device's anchor-keyed PKB)."""
+        return AnchorSet(self.images, keys, source=source, jpeg_quality=self.jpeg_quality)
+
+    @property
+    def key_nbytes(self) -> int:
+        """Bytes of the keys alone as sent (float16): what a peer sends when the receiver holds the images."""
+        return int(self.keys.size) * 2
+
     def check_dim(self, dim: int, what: str = "encoder") -> None:
         if dim != self.dim:
             raise AnchorSetError(f"{what} output dimension {dim} does not match the anchor keys' dimension {self.dim} ({self.source})")

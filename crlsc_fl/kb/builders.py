@@ -1,4 +1,4 @@
-"""Build PKBs (from a trained device encoder), and the on-disk cache of built KBs.
+"""Build PKBs (from a trained device encoder; also keyed by the public anchors), and the on-disk cache of built KBs.
 
 A cached KB is stored under ``cache_dir("kb")/<key>.kb`` where the key hashes everything the
 vectors depend on, so the server builds a given SKB (:mod:`crlsc_fl.kb.mentor`) once per machine.
@@ -12,9 +12,11 @@ import warnings
 from typing import Callable
 
 import numpy as np
+import torch
 
 from crlsc_fl.data.paths import cache_dir
 from crlsc_fl.eval.features import encode_images
+from crlsc_fl.kb.anchors import AnchorSet
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.models.encoders import LocalEncoder
 
@@ -55,3 +57,16 @@ def build_pkb(
     return KnowledgeBase.build(
         vectors, config, source=f"pkb:{source}", modality="image", model=f"local:{encoder.arch}", **extra
     )
+
+
+def build_anchor_pkb(encoder: LocalEncoder, anchors: AnchorSet, source: str = "device") -> AnchorSet:
+    """A device's anchor-keyed PKB (beyond the paper): its unit projections of the server's
+    public anchor images, in anchor order.
+
+    It says how the device, after training on its private images, sees the public images
+    every device holds; a peer aligns to it as to the mentor's keys (``crlsc-grounded``'s
+    ``peer_anchors``). Only these vectors need to cross the network: the receiver has the
+    images. Private images never leave the device.
+    """
+    keys = torch.nn.functional.normalize(encode_images(encoder, anchors.images, kind="projection"), dim=1)
+    return anchors.with_keys(keys.numpy(), source=f"anchor-pkb:{source}")

@@ -19,10 +19,18 @@ has the anchors but no KB yet (the ``p2p`` warm-up round) still learns in the sh
 
 The KB may be an SKB or peers' PKBs (device-to-device): grounded devices of any
 architecture embed into the same space, so a peer's PKB is meaningful to them.
+
+3. **Peers' anchor-keyed PKBs** (``peer_anchors``, device-to-device): each peer's own
+   embeddings of the same anchor images (:func:`crlsc_fl.kb.builders.build_anchor_pkb`).
+   The device aligns its anchor embeddings to each peer's keys with the same loss, weight
+   ``align_weight * peer_weight`` averaged over peers: it learns how a peer that trained on
+   other private images sees the public images. Measured in ``benchmarks/stage1_d2d.py``:
+   this, not retrieval from a peer's PKB, is what carries a peer's knowledge (README).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -56,7 +64,8 @@ ANCHOR_TARGETS = ("soft", "onehot")
 class GroundingConfig:
     """The alignment term: ``anchor_batch`` anchors per step, its weight and temperature;
     ``targets`` ``soft`` (the mentor's similarities over the keys at ``target_temperature``)
-    or ``onehot`` (each anchor's own key). Defaults: the best of the single-seed exploration
+    or ``onehot`` (each anchor's own key); ``peer_weight``: each peers' anchor-keyed PKB
+    term relative to the mentor's. Defaults: the best of the single-seed exploration
     (README, stage 1): soft targets added ~3 kNN points over one-hot, weight 3 ~2 more
     over weight 1."""
 
@@ -65,6 +74,7 @@ class GroundingConfig:
     align_temperature: float = 0.1
     targets: str = "soft"
     target_temperature: float = 0.05
+    peer_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.anchor_batch < 1:
@@ -77,6 +87,8 @@ class GroundingConfig:
             raise ValueError(f"grounding.targets={self.targets!r} is not allowed; valid: {', '.join(ANCHOR_TARGETS)}")
         if self.target_temperature <= 0:
             raise ValueError(f"grounding.target-temperature={self.target_temperature} must be > 0")
+        if self.peer_weight < 0:
+            raise ValueError(f"grounding.peer-weight={self.peer_weight} must be >= 0")
 
 
 @METHODS.register("crlsc-grounded")
@@ -92,6 +104,7 @@ class GroundedCRLSCMethod(CRLSCMethod):
         fusion: FusionConfig | None = None,
         anchors: AnchorSet | None = None,
         grounding: GroundingConfig | None = None,
+        peer_anchors: Sequence[AnchorSet] = (),
     ) -> None:
         super().__init__(encoder, config, kb, fusion or grounded_fusion(encoder.dim))
         if kb is None:  # the base class sets no KB (and so no fusion) when none is given
@@ -100,7 +113,8 @@ class GroundedCRLSCMethod(CRLSCMethod):
         g = self.grounding
         self.align_loss = AnchorAlignmentLoss(g.align_temperature, g.target_temperature if g.targets == "soft" else None)
         self.anchors: AnchorSet | None = None
-        self.set_anchors(anchors)
+        self._peer_targets: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.set_anchors(anchors, peer_anchors)
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
         if kb is None:
@@ -108,16 +122,28 @@ class GroundedCRLSCMethod(CRLSCMethod):
             return
         super().set_knowledge_base(kb)
 
-    def set_anchors(self, anchors: AnchorSet | None) -> None:
-        """Swap the anchor set (``None``: no grounding term, plain KB-guided training)."""
+    def set_anchors(self, anchors: AnchorSet | None, peer_anchors: Sequence[AnchorSet] = ()) -> None:
+        """Swap the anchor set (``None``: no grounding term, plain KB-guided training) and the
+        peers' anchor-keyed PKBs (same images, in the same order)."""
         self.anchors = anchors
+        self._peer_targets = []
         if anchors is None:
+            if peer_anchors:
+                raise ValueError("peer anchor-keyed PKBs need the anchor set they are keyed by")
             return
         anchors.check_dim(self.encoder.dim)
-        unique, index = anchors.targets()
         self._anchor_pixels = anchors.images
-        self._anchor_keys = torch.from_numpy(unique)
-        self._anchor_targets = torch.from_numpy(index)
+        self._anchor_keys, self._anchor_targets = self._targets(anchors)
+        for peer in peer_anchors:
+            peer.check_dim(self.encoder.dim, what=f"{peer.source}: device")
+            if peer.images.shape != anchors.images.shape:
+                raise ValueError(f"{peer.source} is keyed by {len(peer)} anchors, the device holds {len(anchors)}")
+            self._peer_targets.append(self._targets(peer))
+
+    @staticmethod
+    def _targets(anchors: AnchorSet) -> tuple[torch.Tensor, torch.Tensor]:
+        unique, index = anchors.targets()
+        return torch.from_numpy(unique), torch.from_numpy(index)
 
     def first_view(self, q: torch.Tensor) -> torch.Tensor:
         """q* from the KB (eq. 1-2), or q itself while the device holds no KB."""
@@ -133,4 +159,7 @@ class GroundedCRLSCMethod(CRLSCMethod):
         q, anchor_z = self.encoder(torch.cat([view1, anchor_view])).split([batch, len(picked)])
         contrastive = self.loss_fn(self.first_view(q), self.encoder(view2))
         align = self.align_loss(anchor_z, self._anchor_keys, self._anchor_targets[picked])
+        if self._peer_targets:
+            peers = [self.align_loss(anchor_z, keys, index[picked]) for keys, index in self._peer_targets]
+            align = align + self.grounding.peer_weight * torch.stack(peers).mean()
         return contrastive + self.grounding.align_weight * align

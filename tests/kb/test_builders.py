@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from crlsc_fl.data.synthetic import make_synthetic_images
-from crlsc_fl.kb.builders import build_pkb, cached_kb, content_key
+from crlsc_fl.eval.features import encode_images
+from crlsc_fl.kb.anchors import AnchorSet
+from crlsc_fl.kb.builders import build_anchor_pkb, build_pkb, cached_kb, content_key
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
 from crlsc_fl.kb.prompts import CLASS_NAMES, TEMPLATES, make_prompts
 from crlsc_fl.models.encoders import build_encoder
@@ -62,3 +64,14 @@ def test_prompt_registries() -> None:
     with pytest.raises(UnknownNameError, match="valid: openai, paper, simple"):
         make_prompts("cifar10", "fancy")
     assert all("{}" not in p for p in make_prompts("cifar10", "simple"))
+
+
+def test_anchor_pkb_is_the_encoders_unit_view_of_the_anchors() -> None:
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    anchors = AnchorSet(images, np.eye(6, 8, dtype=np.float32), source="mentor")
+    encoder = build_encoder("resnet18", dim=8, hidden_dim=16)
+    pkb = build_anchor_pkb(encoder, anchors, source="d3")
+    expected = torch.nn.functional.normalize(encode_images(encoder, images, kind="projection"), dim=1).numpy()
+    assert pkb.source == "anchor-pkb:d3" and np.array_equal(pkb.images, images)
+    np.testing.assert_allclose(pkb.keys, expected, atol=1e-6)
+    assert pkb.key_nbytes == 6 * 8 * 2
