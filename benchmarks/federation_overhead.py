@@ -2,8 +2,8 @@
 
 1. Runs a scenario's topology (default: ``local`` of ``scenarios/quick.toml``, 100 devices)
    through the real launcher (Flower simulation, 2 actors of 1 CPU each), sampling memory
-   every 0.5 s: the peak of (MemTotal - MemAvailable) above the idle baseline, and the
-   peak summed RSS of the launcher's process tree.
+   every second with :class:`crlsc_fl.memory.MemorySampler`: the peak of system-wide use
+   above the idle baseline, and the peak summed PSS of the launcher's process tree.
 2. Runs the same devices' same rounds in a bare PyTorch loop in this process (the same
    :func:`crlsc_fl.federation.device_round.run_device_round`, 2 torch threads).
 3. Reports per-round wall time of both and the ratio simulation / bare loop.
@@ -20,7 +20,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,63 +30,7 @@ from crlsc_fl.config import load_scenario
 from crlsc_fl.federation.device_round import RoundTask, run_device_round
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.results import read_metrics
-
-
-def meminfo_used() -> int:
-    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-    kib = lambda name: int(fields[name].strip().split()[0]) * 1024  # noqa: E731
-    return kib("MemTotal") - kib("MemAvailable")
-
-
-def _pss_bytes(pid: int) -> int:
-    """Proportional set size: shared pages (Ray's object store, libraries) split among
-    the processes that map them, so a process tree's sum does not count them twice."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def tree_pss(root: int) -> int:
-    """Summed PSS of ``root`` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        try:
-            total += _pss_bytes(pid)
-        except OSError:  # exited meanwhile
-            pass
-        stack.extend(children.get(pid, []))
-    return total
-
-
-class MemorySampler(threading.Thread):
-    """Samples memory every ``interval`` s; keeps peaks and a series of (seconds, GiB, GiB)."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        super().__init__(daemon=True)
-        self.baseline = meminfo_used()
-        self.interval = interval
-        self.peak_system = 0
-        self.peak_tree = 0
-        self.series: list[tuple[float, float, float]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        start = time.time()
-        while not self.stop.is_set():
-            system, tree = meminfo_used() - self.baseline, tree_pss(os.getpid())
-            self.peak_system, self.peak_tree = max(self.peak_system, system), max(self.peak_tree, tree)
-            self.series.append((round(time.time() - start, 1), round(system / 2**30, 2), round(tree / 2**30, 2)))
-            self.stop.wait(self.interval)
+from crlsc_fl.memory import MemorySampler
 
 
 def bare_loop(scenario: Path, topology: str, rounds: list[dict]) -> dict[str, object]:
@@ -132,13 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         overrides += ["--set", f"scenario.topologies={args.topologies}"]
     for item in args.overrides:
         overrides += ["--set", item]
-    sampler = MemorySampler()
-    sampler.start()
     start = time.time()
-    code = launch.main([str(args.scenario), *overrides])
+    with MemorySampler(interval=1.0, keep_series=True) as sampler:  # this process is the launcher
+        code = launch.main([str(args.scenario), *overrides])
     sim_total = time.time() - start
-    sampler.stop.set()
-    sampler.join()
     if code != 0:
         raise SystemExit(f"simulation failed with exit code {code}")
     run_dir = max((p for p in results_dir.glob("*/*") if (p / "rounds.jsonl").exists()), key=lambda p: p.stat().st_mtime)

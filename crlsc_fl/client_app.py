@@ -20,7 +20,6 @@ from flwr.clientapp import ClientApp
 from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.device_round import evaluate_encoder, run_device_round
 from crlsc_fl.federation.device_store import DeviceStore, state_root
-from crlsc_fl.federation.devices import federated_data
 from crlsc_fl.federation.stage2_phase import decoder_reply, device_decoder_metrics
 from crlsc_fl.federation.records import incoming_kbs, incoming_weights, reply_content, task_from_record
 from crlsc_fl.models.encoders import load_encoder
@@ -76,6 +75,5 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg = scenario_of(msg)
     device = partition_id(context)
     store = stored_state(msg, context)
-    images, labels = federated_data(cfg).device_images(device, cfg.data.samples_per_device)
-    knn = evaluate_encoder(cfg, load_encoder(store.encoder_file), images, labels)
+    knn = evaluate_encoder(cfg, load_encoder(store.encoder_file), device)
     return Message(content=RecordDict({"metrics": MetricRecord({f"knn_{k}": v for k, v in knn.items()})}), reply_to=msg)

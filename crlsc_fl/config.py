@@ -52,8 +52,10 @@ def _range(key: str, value: float, low: float | None = None, high: float | None 
         raise ConfigError(f"{key}={value!r} out of range {left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]")
 
 
-def parse_mixture(key: str, text: str, allowed: tuple[str, ...] | list[str]) -> dict[str, float]:
-    """Parse ``"a:0.6,b:0.4"`` into {name: weight}; weights must be > 0 and sum to 1."""
+def parse_mixture(key: str, text: str, allowed: tuple[str, ...] | list[str], shown: str | None = None) -> dict[str, float]:
+    """Parse ``"a:0.6,b:0.4"`` into {name: weight}; weights must be > 0 and sum to 1.
+    Errors quote ``shown`` (the text as the user wrote it) when given, else ``text``."""
+    shown = text if shown is None else shown
     mixture: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, weight = item.partition(":")
@@ -63,10 +65,40 @@ def parse_mixture(key: str, text: str, allowed: tuple[str, ...] | list[str]) -> 
         except ValueError:
             raise ConfigError(f"{key}: weight {weight!r} of {name!r} is not a number (format 'name:0.5,other:0.5')") from None
     if not mixture:
-        raise ConfigError(f"{key}={text!r} is empty; format 'name:0.5,other:0.5' with names from {', '.join(allowed)}")
+        raise ConfigError(f"{key}={shown!r} is empty; format 'name:0.5,other:0.5' with names from {', '.join(allowed)}")
     if any(w <= 0 for w in mixture.values()) or abs(sum(mixture.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"{key}={text!r}: weights must be > 0 and sum to 1")
+        raise ConfigError(f"{key}={shown!r}: weights must be > 0 and sum to 1")
     return mixture
+
+
+ARCHITECTURE_FORMAT = "'arch:fraction' or 'arch@width:fraction', e.g. 'resnet18@0.25:0.6,resnet50:0.4'"
+
+
+def parse_architectures(key: str, text: str, default_width: float) -> dict[str, tuple[float, float]]:
+    """Parse ``"resnet18@0.25:0.6,resnet50:0.4"`` into {arch: (width, fraction)}.
+
+    ``@width`` is the channel width multiplier of that architecture, in (0, 4]; an entry
+    without it gets ``default_width`` (``devices.width``). Each architecture appears once,
+    so every device of one architecture has the same shape (``fedavg`` averages per
+    architecture). Fractions follow :func:`parse_mixture`."""
+    widths: dict[str, float] = {}
+    plain = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, fraction = item.partition(":")
+        arch, at, width_text = (part.strip() for part in name.partition("@"))
+        _choice(key, arch, ARCHITECTURES)
+        if arch in widths:
+            raise ConfigError(f"{key}={text!r} names {arch!r} twice; give each architecture once ({ARCHITECTURE_FORMAT})")
+        try:
+            width = float(width_text) if at else default_width
+        except ValueError:
+            raise ConfigError(f"{key}: width {width_text!r} of {arch!r} is not a number ({ARCHITECTURE_FORMAT})") from None
+        if not 0 < width <= 4:
+            raise ConfigError(f"{key}: width {width_text!r} of {arch!r} out of range (0, 4] ({ARCHITECTURE_FORMAT})")
+        widths[arch] = width
+        plain.append(f"{arch}{sep}{fraction}")
+    mixture = parse_mixture(key, ",".join(plain), ARCHITECTURES, shown=text)
+    return {arch: (widths[arch], fraction) for arch, fraction in mixture.items()}
 
 
 def parse_list(key: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -96,6 +128,9 @@ class ScenarioSection:
     # results directory of an interrupted or failed run to continue ("" = a new run); set by
     # `python -m crlsc_fl.launch --resume DIR`
     resume: str = ""
+    # keep every topology's device state (encoders, received KBs) when the run completes; by
+    # default a topology's state is removed once its last round and stage 2 are done
+    keep_device_state: bool = False
 
     def validate(self) -> None:
         parse_list("scenario.topologies", self.topologies, TOPOLOGIES)
@@ -120,7 +155,8 @@ class DataSection:
     public_fraction: float = 0.1
     min_shard_size: int = 20
     samples_per_device: int = 0
-    test_samples: int = 500
+    # the test subset every device is evaluated on (seeded: the same images for all)
+    test_samples: int = 1000
 
     def validate(self) -> None:
         from crlsc_fl.data.datasets import DATASETS
@@ -141,15 +177,20 @@ class DevicesSection:
     stem: str = "imagenet"
     profiles: str = "low:0.3,mid:0.5,high:0.2"
     # channel width multiplier of every device's ResNet (1.0 = torchvision's; 0.25 trains
-    # ~12x faster on a CPU while ResNet-18/34/50 still differ in depth and capacity)
+    # ~12x faster on a CPU while ResNet-18/34/50 still differ in depth and capacity);
+    # an entry 'arch@width:fraction' of `architectures` sets its own
     width: float = 1.0
 
     def validate(self) -> None:
         _range("devices.num-devices", self.num_devices, 1, 10000)
         _range("devices.width", self.width, 0, 4, open_low=True)
-        parse_mixture("devices.architectures", self.architectures, ARCHITECTURES)
+        self.architecture_mix()
         parse_mixture("devices.profiles", self.profiles, tuple(COMPUTE_PROFILES))
         _choice("devices.stem", self.stem, STEMS)
+
+    def architecture_mix(self) -> dict[str, tuple[float, float]]:
+        """{arch: (width, fraction)} of ``architectures``, widths defaulting to ``width``."""
+        return parse_architectures("devices.architectures", self.architectures, self.width)
 
 
 KB_METHODS = ("crlsc", "crlsc-grounded")

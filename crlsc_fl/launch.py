@@ -21,7 +21,9 @@ What it does, in order:
    before anything starts;
 2. creates a fresh Flower home ``<repo>/.flwr/sim-<stamp>-<pid>/`` (FLWR_HOME) and starts
    ``flower-superlink --simulation`` on a free loopback port with its own ``state.db``,
-   telemetry, update checks and runtime ``uv sync`` disabled, ``CRLSC_PROJECT_ROOT`` exported;
+   telemetry, update checks and runtime ``uv sync`` disabled, ``CRLSC_PROJECT_ROOT`` and
+   ``CRLSC_MEMORY_ROOT_PID`` (this process: the ServerApp reports the peak memory of its
+   process tree in ``summary.json``) exported;
 3. runs ``flwr run <repo> crlsc --run-config <scenario> --federation-config
    "num-supernodes=<devices> client-resources-num-cpus=1" --stream`` and streams its output;
 4. reads the run's real status with ``flwr ls --run-id <id> --format json`` (``flwr run
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from crlsc_fl import flwr_cli as fc
+from crlsc_fl.federation.footprint import MEMORY_ROOT_ENV
 
 
 def build_parser(prog: str = "python -m crlsc_fl.launch") -> argparse.ArgumentParser:
@@ -258,6 +261,7 @@ def execute(plan: RunPlan, sessions: list[fc.FlowerSession] | None = None) -> in
         with fc.SignalGuard():
             session = fc.FlowerSession(plan.project, mode=plan.mode, simulation=plan.simulation)
             session.env.update(plan.env)
+            session.env[MEMORY_ROOT_ENV] = str(os.getpid())  # the ServerApp measures this process tree
             if sessions is not None:
                 sessions.append(session)
             run_config = keep_run_config(plan.run_config, plan.tmp, session.home)

@@ -26,7 +26,8 @@ from flwr.serverapp import Grid, ServerApp
 from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.devices import federated_data, plan_devices
 from crlsc_fl.federation.checkpoint import Checkpoints, trim_results
-from crlsc_fl.federation.device_store import prune_previous_states, state_root
+from crlsc_fl.federation.device_store import prune_previous_states, remove_topology_state, state_root
+from crlsc_fl.federation.footprint import Footprint
 from crlsc_fl.federation.progress import ProgressGrid
 from crlsc_fl.federation.results import RunReport, RunWriter, read_metrics, run_directory, summarize
 from crlsc_fl.federation.stage2_phase import run_stage2
@@ -111,7 +112,8 @@ def main(grid: Grid, context: Context) -> None:
     else:
         run_key, done = str(context.run_id), {}
         writer.write_json("config.json", {"run_id": context.run_id, "scenario": cfg.to_flat()})
-    report = RunReport(writer, cfg, run_key, context.run_id, run_start)
+    footprint = Footprint(state_root() / run_key).start()
+    report = RunReport(writer, cfg, run_key, context.run_id, run_start, footprint)
     report.write("running")
     log(INFO, "[%s] results: %s", cfg.scenario.name, writer.run_dir)
     try:
@@ -123,23 +125,38 @@ def main(grid: Grid, context: Context) -> None:
             ", ".join(topologies))
         for topology in topologies:
             last_round, complete = done.get(topology, (0, False))
-            if complete:
-                continue
-            run_topology(grid, ctx, topology, last_round, run_start)
-            report.write("running")
-            checkpoints.mark_complete(topology)
+            if not complete:
+                run_topology(grid, ctx, topology, last_round, run_start, footprint)
+                report.write("running")
+                checkpoints.mark_complete(topology)
+            # only now: stage 2 and a resumed run (complete topologies are skipped) need no more of it
+            release_device_state(cfg, run_key, topology, footprint)
     except BaseException as err:
         try:
+            footprint.stop()
             report.write("failed", err)
         except Exception as report_err:  # never hide the original error behind a reporting one
             log(ERROR, "[%s] could not write summary.json: %s", cfg.scenario.name, report_err)
         raise
+    footprint.stop()
     report.write("completed")
     checkpoints.remove()
     log(INFO, "[%s] finished in %.0f s; results in %s", cfg.scenario.name, time.time() - run_start, writer.run_dir)
 
 
-def run_topology(grid: Grid, ctx: FederationContext, topology: str, last_round: int, run_start: float) -> None:
+def release_device_state(cfg: ScenarioConfig, run_key: str, topology: str, footprint: Footprint) -> None:
+    """Remove a completed topology's device state unless ``scenario.keep-device-state``
+    (measured first, for ``footprint.device_state_bytes``)."""
+    footprint.sample_device_state()
+    if not cfg.scenario.keep_device_state:
+        freed = remove_topology_state(state_root(), run_key, topology)
+        if freed:
+            log(INFO, "[%s] %s: device state removed (%.1f MB)", cfg.scenario.name, topology, freed / 1e6)
+
+
+def run_topology(
+    grid: Grid, ctx: FederationContext, topology: str, last_round: int, run_start: float, footprint: Footprint | None = None,
+) -> None:
     """Rounds ``last_round + 1 ..`` of one topology (resuming from its checkpoint), then stage 2."""
     cfg = ctx.cfg
     strategy = STRATEGIES.get(topology)(ctx)
@@ -150,6 +167,7 @@ def run_topology(grid: Grid, ctx: FederationContext, topology: str, last_round: 
     progress = ProgressGrid(
         grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start, ctx.writer,
         max_in_flight=cfg.scenario.max_in_flight, on_reply=strategy.on_reply, first_round=last_round,
+        on_round_end=footprint.sample_device_state if footprint else None,
     )
     strategy.start(grid=progress, initial_arrays=ArrayRecord(), num_rounds=cfg.scenario.rounds - last_round,  # type: ignore[arg-type]
                    timeout=cfg.scenario.reply_timeout)

@@ -319,7 +319,8 @@ class KnowledgeTransferStrategy(Strategy):
 
     def _row(self, server_round: int, device: int, values: dict, **error: str) -> dict:
         spec = self.ctx.devices[device]
-        row = {"topology": self.name, "round": server_round, "device": device, "arch": spec.arch, "profile": spec.profile}
+        row = {"topology": self.name, "round": server_round, "device": device, "arch": spec.arch, "width": spec.width,
+               "profile": spec.profile}
         row.update({"bytes_received": 0, "bytes_sent": 0, "transfer_seconds": 0.0})
         row.update(values)
         row.update(error)

@@ -57,9 +57,10 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
         cfg = self.ctx.cfg
         self.group_weights: dict[str, ArrayRecord] = {}
         self.running: dict[str, RunningAverage] = {}
-        for arch in sorted({s.arch for s in self.ctx.devices}):
+        widths = {s.arch: s.width for s in self.ctx.devices}  # one width per architecture
+        for arch in sorted(widths):
             torch.manual_seed(cfg.scenario.seed)
-            encoder = build_encoder(arch, dim=self.ctx.dim, stem=cfg.devices.stem, width=cfg.devices.width)
+            encoder = build_encoder(arch, dim=self.ctx.dim, stem=cfg.devices.stem, width=widths[arch])
             self.group_weights[arch] = ArrayRecord(torch_state_dict=encoder.state_dict())
 
     def plan_round(self, server_round: int) -> dict[int, DevicePlan]:

@@ -37,6 +37,13 @@ def test_every_shipped_scenario_is_valid(path: Path) -> None:
         ({"kb.source": "video"}, "kb.source='video' is not allowed; valid: text, image, random"),
         ({"kb.server-model": "efficientnet-lite2", "kb.source": "image", "kb.dim": 128, "kb.m": 48}, "must divide the vector dimension 128"),
         ({"devices.width": 0.0}, "devices.width=0.0 out of range \\(0"),
+        ({"devices.architectures": "resnet18@0:1"}, "devices.architectures: width '0' of 'resnet18' out of range \\(0, 4\\]"),
+        ({"devices.architectures": "resnet18@5:1"}, "width '5' of 'resnet18' out of range \\(0, 4\\] \\('arch:fraction' or 'arch@width"),
+        ({"devices.architectures": "resnet18@wide:1"}, "width 'wide' of 'resnet18' is not a number"),
+        ({"devices.architectures": "resnet18@0.5:0.5,resnet18:0.5"}, "names 'resnet18' twice; give each architecture once"),
+        ({"devices.architectures": "resnet18@0.5:0.6"}, "devices.architectures='resnet18@0.5:0.6': weights must be > 0 and sum to 1"),
+        ({"devices.architectures": "vgg@0.5:1"}, "devices.architectures='vgg' is not allowed; valid: resnet18, resnet34, resnet50"),
+        ({"scenario.keep-device-state": "yes"}, "scenario.keep-device-state='yes' has type str; expected bool"),
         ({"train.kb-method": "crlsc-grounded"}, "needs anchors to ground the devices: set kb.anchors > 0"),
         ({"train.kb-method": "byol"}, "train.kb-method='byol' is not allowed; valid: crlsc, crlsc-grounded"),
         ({"grounding.targets": "hard"}, "grounding.targets='hard' is not allowed; valid: soft, onehot"),
@@ -61,3 +68,17 @@ def test_bad_scenario_file_names_the_file(tmp_path: Path) -> None:
         load_scenario(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_scenario(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "default_width", "expected"),
+    [
+        ("resnet18:0.6,resnet34:0.4", 1.0, {"resnet18": (1.0, 0.6), "resnet34": (1.0, 0.4)}),
+        ("resnet18@0.25:0.6,resnet34:0.3,resnet50@0.5:0.1", 0.75,
+         {"resnet18": (0.25, 0.6), "resnet34": (0.75, 0.3), "resnet50": (0.5, 0.1)}),
+        (" resnet50 @ 2 : 1 ", 1.0, {"resnet50": (2.0, 1.0)}),
+    ],
+)
+def test_architecture_entries_carry_their_width_or_the_default(text: str, default_width: float, expected: dict) -> None:
+    devices = from_flat({"devices.architectures": text, "devices.width": default_width}).devices
+    assert devices.architecture_mix() == expected

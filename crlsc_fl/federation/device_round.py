@@ -2,8 +2,9 @@
 
 Load the device's state, train locally (``dcl`` or ``crlsc`` guided by the KBs it was
 given, or starting from averaged weights for the ``fedavg`` baseline), evaluate with kNN
-on frozen features, optionally build its PKB, save the state. The ClientApp wraps this in
-Flower messages; ``benchmarks/federation_overhead.py`` calls it in a plain loop.
+on frozen features (:func:`evaluate_encoder`), optionally build its PKB, save the state.
+The ClientApp wraps this in Flower messages; ``benchmarks/federation_overhead.py`` calls
+it in a plain loop.
 """
 
 from __future__ import annotations
@@ -66,11 +67,15 @@ def train_config(cfg: ScenarioConfig, device: int) -> TrainConfig:
     )
 
 
-def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """kNN top-1/top-5 on the scenario's test subset, the device's labelled images as the bank."""
+def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, device: int) -> dict[str, float]:
+    """kNN top-1/top-5 of the device's encoder on the scenario's test subset (the same
+    seeded ``data.test-samples`` images for every device), with the device's **whole
+    labelled shard** as the bank (not only the ``data.samples-per-device`` images it
+    trains on). Both are encoded once, in batches, without gradients."""
     data = federated_data(cfg)
+    bank_images, bank_labels = data.device_images(device)
     return knn_accuracy(
-        encode_images(encoder, images), torch.from_numpy(labels),
+        encode_images(encoder, bank_images), torch.from_numpy(bank_labels),
         encode_images(encoder, np.asarray(data.test.images)), torch.from_numpy(np.asarray(data.test.labels)),
         len(data.train.class_names), k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
     )
@@ -87,11 +92,11 @@ def run_device_round(
     start = time.perf_counter()
     spec = plan_devices(cfg)[device]
     data = federated_data(cfg)
-    images, labels = data.device_images(device, cfg.data.samples_per_device)
+    images, _ = data.device_images(device, cfg.data.samples_per_device)
     incoming_kbs = incoming_kbs or {}
 
     torch.manual_seed(train_config(cfg, device).seed)  # the same initial weights in any process, also on resume
-    encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem, width=cfg.devices.width)
+    encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem, width=spec.width)
     kbs = [store.knowledge_base(key, incoming_kbs.get(key), dim=task.dim) for key in task.kb_keys]
     kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
     options: dict[str, object] = {"fusion": cfg.fusion} if task.method in ("crlsc", "crlsc-grounded") else {}
@@ -110,7 +115,7 @@ def run_device_round(
     train_seconds = time.perf_counter() - start
 
     eval_start = time.perf_counter()
-    knn = evaluate_encoder(cfg, encoder, images, labels)
+    knn = evaluate_encoder(cfg, encoder, device)
     eval_seconds = time.perf_counter() - eval_start
 
     pkb_blob = None
@@ -139,7 +144,7 @@ def run_device_round(
         "sim_compute_seconds": 2 * images_trained / spec.images_per_second,
         "kb_vectors": float(kb.count if kb is not None else 0),
         "parameters": float(count_parameters(encoder)),
-        "flops_per_image": float(encoder_flops(spec.arch, task.dim, cfg.devices.stem, cfg.devices.width)),
+        "flops_per_image": float(encoder_flops(spec.arch, task.dim, cfg.devices.stem, spec.width)),
         "pkb_bytes": float(len(pkb_blob) if pkb_blob else 0),
         "num_examples": float(len(images)),
     }

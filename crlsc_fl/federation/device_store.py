@@ -3,8 +3,10 @@
 Layout (one directory per device and topology)::
 
     <state root>/<run id>/<topology>/device-<id>/
-        encoder.pt      the encoder (loadable by crlsc_fl.models.encoders.load_encoder) with,
-                        under "extra", the round, schedule position, lr, RNG state and method state
+        encoder.pt      the encoder (loadable by crlsc_fl.models.encoders.load_encoder), its
+                        weights in float16 (half the bytes; tests/federation/test_device_store.py
+                        checks that kNN accuracy does not move), with, under "extra", the
+                        round, schedule position, lr, RNG state and method state
         encoder.prev.pt the state the latest round started from, kept until the server has
                         committed that round (it names the round to start from in each task):
                         a round cut short by a crash or Ctrl-C is redone from it exactly.
@@ -16,6 +18,11 @@ Layout (one directory per device and topology)::
 Adam's moments are not kept between rounds (they would triple the state: 100 devices x 5
 topologies of ResNets are tens of GB); each round restarts them at the scheduled lr.
 
+Every round starts from the stored (float16) weights, in an uninterrupted run as in a
+resumed one, so a resumed run still ends with the same metrics. Once a topology's last
+round and its stage 2 are done and its checkpoint is marked complete, the ServerApp
+removes its state (:func:`remove_topology_state`) unless ``scenario.keep-device-state``.
+
 The state root is the node config key ``state-dir`` (deployment: ``--node-config
 "state-dir=..."``), else ``$CRLSC_STATE_DIR``, else ``<cache dir>/device-state``.
 """
@@ -23,6 +30,7 @@ The state root is the node config key ``state-dir`` (deployment: ``--node-config
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -32,6 +40,7 @@ from crlsc_fl.methods.base import Stage1Method
 from crlsc_fl.models.encoders import save_encoder
 
 from crlsc_fl.data.paths import cache_dir
+from crlsc_fl.federation.run_state import tree_size
 from crlsc_fl.kb.anchors import AnchorSet, AnchorSetError
 from crlsc_fl.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError
 
@@ -87,7 +96,8 @@ class DeviceStore:
         if self._started_from == self.encoder_file:
             os.replace(self.encoder_file, self.previous_file)
         state = method.training_state(with_optimizer=False)
-        save_encoder(method.encoder, self.encoder_file, training={k: v for k, v in state.items() if k != "encoder"}, **meta)
+        save_encoder(method.encoder, self.encoder_file, half=True, training={k: v for k, v in state.items() if k != "encoder"},
+                     **meta)
 
     def knowledge_base(self, key: str, blob: bytes | None, dim: int | None = None) -> KnowledgeBase:
         """The KB ``key``: from ``blob`` if it just arrived (kept once it proved readable and
@@ -119,3 +129,14 @@ def prune_previous_states(root: Path, run_id: int | str, topology: str) -> int:
     for path in files:
         path.unlink(missing_ok=True)
     return len(files)
+
+
+def remove_topology_state(root: Path, run_id: int | str, topology: str) -> int:
+    """Delete a finished topology's device state (encoders, received KBs); returns the bytes
+    freed. Like :func:`prune_previous_states`, it reaches only state on this machine."""
+    folder = Path(root) / str(run_id) / topology
+    if not folder.is_dir():
+        return 0
+    size = tree_size(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return size

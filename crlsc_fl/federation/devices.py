@@ -1,4 +1,4 @@
-"""Who each simulated device is: its shard, encoder architecture and compute profile.
+"""Who each simulated device is: its shard, encoder architecture and width, compute profile.
 
 Everything is a pure function of the scenario config and the device's partition id, so
 the ServerApp and every ClientApp derive the same plan without exchanging it, and the
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crlsc_fl.config import COMPUTE_PROFILES, ARCHITECTURES, ScenarioConfig, parse_mixture
+from crlsc_fl.config import COMPUTE_PROFILES, ScenarioConfig, parse_mixture
 from crlsc_fl.data import ImageDataset, Partition, load_dataset, partition_dataset
 from crlsc_fl.data.paths import data_dir_named
 
@@ -23,6 +23,7 @@ class DeviceSpec:
     device: int
     arch: str
     profile: str
+    width: float = 1.0  # channel width multiplier of its ResNet (per architecture, devices.architectures)
 
     @property
     def images_per_second(self) -> float:
@@ -41,12 +42,14 @@ def _assign(mixture: dict[str, float], count: int, rng: np.random.Generator) -> 
 
 
 def plan_devices(cfg: ScenarioConfig) -> list[DeviceSpec]:
-    """One spec per device, architectures and profiles in the scenario's proportions."""
+    """One spec per device, architectures (with their widths) and profiles in the scenario's
+    proportions."""
     n = cfg.devices.num_devices
     rng = np.random.default_rng(cfg.scenario.seed)
-    archs = _assign(parse_mixture("devices.architectures", cfg.devices.architectures, ARCHITECTURES), n, rng)
+    mix = cfg.devices.architecture_mix()
+    archs = _assign({arch: fraction for arch, (_, fraction) in mix.items()}, n, rng)
     profiles = _assign(parse_mixture("devices.profiles", cfg.devices.profiles, tuple(COMPUTE_PROFILES)), n, rng)
-    return [DeviceSpec(i, a, p) for i, (a, p) in enumerate(zip(archs, profiles))]
+    return [DeviceSpec(i, a, p, mix[a][0]) for i, (a, p) in enumerate(zip(archs, profiles))]
 
 
 def config_key(cfg: ScenarioConfig) -> str:

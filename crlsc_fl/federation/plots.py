@@ -1,14 +1,16 @@
 """Per-topology figures of one or several runs (matplotlib, written as PNG).
 
 - ``accuracy_vs_round.png``: mean device kNN top-1 per round, one line per topology,
-  shaded +-1 std across devices.
-- ``accuracy_by_arch.png``: last-round kNN top-1 by encoder size, grouped by topology.
-- ``accuracy_vs_bytes.png``: last-round kNN top-1 against bytes communicated per device.
+  shaded with the 95% confidence interval of the mean over devices.
+- ``accuracy_vs_round_by_arch.png``: the same, one panel per encoder architecture.
+- ``accuracy_by_arch.png``: last-round kNN top-1 by encoder size, grouped by topology
+  (error bars: 95% CI).
+- ``accuracy_vs_bytes.png``: last-round kNN top-1 (95% CI) against bytes communicated per
+  device.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -34,47 +36,55 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
             if "error" not in row:
                 series.setdefault(f"{prefix}{row['topology']}", []).append(row)
     paths = []
+    summaries = {label: summarize(rows)[rows[0]["topology"]] for label, rows in series.items()}
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, rows in series.items():
-        by_round: dict[int, list[float]] = defaultdict(list)
-        for r in rows:
-            by_round[r["round"]].append(r["knn_top1"])
-        rounds = sorted(by_round)
-        mean = np.array([np.mean(by_round[k]) for k in rounds])
-        std = np.array([np.std(by_round[k]) for k in rounds])
-        ax.plot(rounds, mean, marker="o", label=label)
-        ax.fill_between(rounds, mean - std, mean + std, alpha=0.15)
+    for label, s in summaries.items():
+        _band(ax, s["knn_top1_by_round"], label)
     ax.set_xlabel("round")
     ax.set_ylabel("device kNN top-1 (%)")
-    ax.set_title("Accuracy per round (mean +- std over devices)")
+    ax.set_title("Accuracy per round (mean, shaded 95% CI over devices)")
     ax.legend(fontsize=8)
     paths.append(_save(fig, out_dir / "accuracy_vs_round.png"))
 
-    summaries = {label: summarize(rows)[rows[0]["topology"]] for label, rows in series.items()}
-    fig, ax = plt.subplots(figsize=(8, 4.5))
     archs = [a for a in ARCH_ORDER if any(a in s["knn_top1_by_arch"] for s in summaries.values())]
+    fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.2 * max(len(archs), 1), 4), sharey=True, squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        for label, s in summaries.items():
+            by_round = {k: per_arch[arch] for k, per_arch in s["knn_top1_by_arch_by_round"].items() if arch in per_arch}
+            if by_round:
+                _band(ax, by_round, label)
+        sizes = next((s["architectures"][arch] for s in summaries.values() if arch in s.get("architectures", {})), {})
+        ax.set_title(f"{arch}" + (f" x{sizes['width']:g}, {sizes['parameters'] / 1e6:.2f} M params" if "parameters" in sizes else ""),
+                     fontsize=9)
+        ax.set_xlabel("round")
+    axes[0][0].set_ylabel("device kNN top-1 (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Accuracy per round by encoder (mean, shaded 95% CI over devices)")
+    paths.append(_save(fig, out_dir / "accuracy_vs_round_by_arch.png"))
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / max(len(archs), 1)
     x = np.arange(len(summaries))
     for i, arch in enumerate(archs):
         means = [s["knn_top1_by_arch"].get(arch, {}).get("mean", np.nan) for s in summaries.values()]
-        stds = [s["knn_top1_by_arch"].get(arch, {}).get("std", 0) for s in summaries.values()]
-        bars = ax.bar(x + (i - (len(archs) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=arch)
+        cis = [s["knn_top1_by_arch"].get(arch, {}).get("ci95", 0) for s in summaries.values()]
+        bars = ax.bar(x + (i - (len(archs) - 1) / 2) * width, means, width, yerr=cis, capsize=2, label=arch)
         ax.bar_label(bars, fmt="%.1f", fontsize=6)
     ax.set_xticks(x, list(summaries), rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("last-round kNN top-1 (%)")
-    ax.set_title("Accuracy by encoder size")
+    ax.set_title("Accuracy by encoder size (error bars: 95% CI over devices)")
     ax.legend(fontsize=8)
     paths.append(_save(fig, out_dir / "accuracy_by_arch.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, s in summaries.items():
         bytes_mean = max(s["bytes_per_device"]["mean"], 1.0)  # log axis: 0 bytes drawn at 1
-        ax.errorbar(bytes_mean, s["knn_top1"]["mean"], yerr=s["knn_top1"]["std"], fmt="o", capsize=3)
+        ax.errorbar(bytes_mean, s["knn_top1"]["mean"], yerr=s["knn_top1"]["ci95"], fmt="o", capsize=3)
         ax.annotate(label, (bytes_mean, s["knn_top1"]["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("bytes communicated per device (received + sent; 'local' = 0 drawn at 1)")
-    ax.set_ylabel("last-round kNN top-1 (%)")
+    ax.set_ylabel("last-round kNN top-1 (%, 95% CI)")
     ax.set_title("Accuracy vs communication")
     paths.append(_save(fig, out_dir / "accuracy_vs_bytes.png"))
 
@@ -90,6 +100,19 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
         fig.suptitle(f"Stage 2: VQ-VAE reconstruction over {first['channel']} ({first['bits_per_image']:.0f} bits/image)")
         paths.append(_save(fig, out_dir / "stage2_psnr.png"))
     return paths
+
+
+def _band(ax: Any, by_round: dict[str, dict[str, float]], label: str) -> None:
+    """A mean line over rounds with its 95% CI shaded (``by_round``: round -> statistics)."""
+    rounds = sorted(by_round, key=int)
+    mean = np.array([by_round[k]["mean"] for k in rounds])
+    ci = np.array([by_round[k]["ci95"] for k in rounds])
+    x = [int(k) for k in rounds]
+    (line,) = ax.plot(x, mean, marker="o", label=label)
+    ax.fill_between(x, mean - ci, mean + ci, alpha=0.2, color=line.get_color())
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _save(fig: Any, path: Path) -> Path:

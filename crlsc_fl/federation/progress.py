@@ -4,8 +4,8 @@
 window: a new one is pushed as each reply arrives), hands every reply to ``on_reply`` as it
 comes (so a strategy can fold large payloads such as weights into running sums and drop
 them), and logs, every few seconds, the devices done, the failed replies, elapsed time and
-the running mean kNN top-1 of the replies so far. A resumed run starts counting at
-``first_round`` + 1. ``timeout`` applies to each message from when it is pushed; a
+the running mean kNN top-1 of the replies so far, and calls ``on_round_end(round)`` once a
+round's replies are in. A resumed run starts counting at ``first_round`` + 1. ``timeout`` applies to each message from when it is pushed; a
 message whose destination node is no longer online is not waited for either. Each round's wall time goes to ``rounds.jsonl``.
 """
 
@@ -27,11 +27,11 @@ class ProgressGrid:
     def __init__(
         self, grid: Grid, label: str, num_rounds: int, run_start: float, writer: RunWriter | None = None,
         max_in_flight: int = 0, on_reply: Callable[[int, Message], None] | None = None, every: float = 5.0,
-        first_round: int = 0,
+        first_round: int = 0, on_round_end: Callable[[int], object] | None = None,
     ) -> None:
         self._grid = grid
         self.label, self.num_rounds, self.run_start, self.every = label, num_rounds, run_start, every
-        self.writer, self.max_in_flight, self.on_reply = writer, max_in_flight, on_reply
+        self.writer, self.max_in_flight, self.on_reply, self.on_round_end = writer, max_in_flight, on_reply, on_round_end
         self.server_round = first_round
 
     def __getattr__(self, name: str) -> Any:
@@ -83,6 +83,8 @@ class ProgressGrid:
                 [{"label": self.label, "round": self.server_round, "devices": total, "replies": len(replies), "errors": errors + given_up,
                   "wall_seconds": time.monotonic() - start}],
             )
+        if self.on_round_end is not None:
+            self.on_round_end(self.server_round)
         return replies
 
     def _give_up(self, pending: dict[str, tuple[int, float]], now: float, timeout: float | None) -> int:

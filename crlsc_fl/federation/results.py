@@ -8,9 +8,11 @@ Files: ``config.json`` (resolved scenario), ``metrics.jsonl`` (one line per devi
 round, appended as rounds finish; failed calls carry ``error``, ``error_type``,
 ``error_message``), ``participation.jsonl`` (per topology and round: devices dropped,
 sent a message, succeeded, failed), ``communication-<topology>.json`` (every transfer),
-``summary.json`` (status ``running`` / ``completed`` / ``failed`` / ``interrupted``, per
-topology results and error counts, the first errors) and the plots (rewritten after every
-topology).
+``rounds.jsonl`` (wall time of each round), ``summary.json`` (status ``running`` /
+``completed`` / ``failed`` / ``interrupted``; per topology the device kNN statistics of the
+last round and of every round, overall and by architecture, the encoders' sizes, seconds
+per round, error counts; the first errors; the run's ``footprint``, see
+:mod:`crlsc_fl.federation.footprint`) and the plots (rewritten after every topology).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.federation.failures import first_errors
+from crlsc_fl.federation.footprint import Footprint
 
 PROJECT_ROOT_ENV = "CRLSC_PROJECT_ROOT"
 
@@ -99,8 +102,34 @@ def _stats(values: list[float]) -> dict[str, float]:
             "max": float(array.max()), "n": int(len(array))}
 
 
+def _by_round(rows: list[dict[str, Any]], key: str = "knn_top1") -> dict[str, Any]:
+    """Per round (keys as strings): statistics of ``key`` over devices, and per architecture."""
+    rounds = sorted({r["round"] for r in rows})
+    overall = {str(k): _stats([r[key] for r in rows if r["round"] == k]) for k in rounds}
+    by_arch = {
+        str(k): {a: _stats([r[key] for r in rows if r["round"] == k and r["arch"] == a])
+                 for a in sorted({r["arch"] for r in rows if r["round"] == k})}
+        for k in rounds
+    }
+    return {"overall": overall, "by_arch": by_arch}
+
+
+def _architectures(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per architecture: devices, width, parameters and FLOPs per image of its encoders."""
+    out = {}
+    for arch in sorted({r["arch"] for r in rows}):
+        mine = [r for r in rows if r["arch"] == arch]
+        entry: dict[str, float] = {"devices": len({r["device"] for r in mine})}
+        for key in ("width", "parameters", "flops_per_image"):
+            if key in mine[0]:
+                entry[key] = mine[0][key]
+        out[arch] = entry
+    return out
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per topology: last-round kNN accuracy (mean/spread, per architecture) and bytes per device."""
+    """Per topology: last-round kNN accuracy (mean, std, 95% CI over devices, per
+    architecture), the same for every round, the encoders' sizes, bytes per device."""
     by_topology: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_topology[row["topology"]].append(row)
@@ -117,6 +146,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in good:
             per_device_bytes[r["device"]] += r.get("bytes_received", 0) + r.get("bytes_sent", 0)
         archs = sorted({r["arch"] for r in final})
+        per_round = _by_round(good)
         summary[topology] = {
             "rounds": last,
             "devices": len(final),
@@ -125,22 +155,39 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "knn_top1": _stats([r["knn_top1"] for r in final]),
             "knn_top5": _stats([r["knn_top5"] for r in final]),
             "knn_top1_by_arch": {a: _stats([r["knn_top1"] for r in final if r["arch"] == a]) for a in archs},
+            "architectures": _architectures(good),
             "bytes_per_device": _stats(list(per_device_bytes.values())),
-            "knn_top1_by_round": {str(k): float(np.mean([r["knn_top1"] for r in good if r["round"] == k])) for k in sorted({r["round"] for r in good})},
+            "knn_top1_by_round": per_round["overall"],
+            "knn_top1_by_arch_by_round": per_round["by_arch"],
             "train_seconds_per_device_round": float(np.mean([r["train_seconds"] for r in good])),
         }
     return summary
+
+
+def seconds_per_round(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per topology, the wall time of each round (``rounds.jsonl``; a round redone after a
+    resume counts with its last run)."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        out[str(row["label"]).split("/", 1)[-1]][str(row["round"])] = float(row["wall_seconds"])
+    return dict(out)
 
 
 class RunReport:
     """``summary.json`` (and the plots) of a run, rewritten as it goes: status, results per
     topology, error and dropout counts per round, the first errors."""
 
-    def __init__(self, writer: RunWriter, cfg: ScenarioConfig, run_key: str, flower_run_id: int | str, start: float) -> None:
-        self.writer, self.cfg, self.run_key, self.start = writer, cfg, run_key, start
-        previous = writer.run_dir / "summary.json"
-        runs = json.loads(previous.read_text()).get("flower_run_ids", []) if previous.exists() else []
+    def __init__(
+        self, writer: RunWriter, cfg: ScenarioConfig, run_key: str, flower_run_id: int | str, start: float,
+        footprint: Footprint | None = None,
+    ) -> None:
+        self.writer, self.cfg, self.run_key, self.start, self.footprint = writer, cfg, run_key, start, footprint
+        previous_file = writer.run_dir / "summary.json"
+        previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
+        runs = previous.get("flower_run_ids", [])
         self.flower_run_ids = [*runs, str(flower_run_id)] if str(flower_run_id) not in runs else runs
+        if footprint is not None:  # a resumed run: the interrupted one's peaks count too
+            footprint.include(previous.get("footprint", {}))
 
     def write(self, status: str, failure: BaseException | None = None) -> dict[str, Any]:
         from crlsc_fl.federation.plots import plot_runs  # matplotlib only when writing
@@ -152,6 +199,9 @@ class RunReport:
         for row in participation:
             entry = topologies.setdefault(row["topology"], {})
             entry.setdefault("dropped_by_round", {})[str(row["round"])] = len(row["dropped"])
+        if (run_dir / "rounds.jsonl").exists():
+            for topology, seconds in seconds_per_round(read_metrics(run_dir, "rounds.jsonl")).items():
+                topologies.setdefault(topology, {})["seconds_per_round"] = seconds
         errors = first_errors(rows)
         payload: dict[str, Any] = {
             "run_id": self.run_key, "flower_run_ids": self.flower_run_ids, "status": status,
@@ -160,6 +210,8 @@ class RunReport:
         }
         if failure is not None:
             payload["failure"] = f"{type(failure).__name__}: {failure}"
+        if self.footprint is not None:
+            payload["footprint"] = self.footprint.as_dict()
         if (run_dir / "stage2.jsonl").exists():
             payload["stage2"] = summarize_stage2(read_metrics(run_dir, "stage2.jsonl"))
         self.writer.write_json("summary.json", payload)

@@ -23,8 +23,15 @@ COMPLETED = "finished:completed"
 
 
 def tree_size(path: Path) -> int:
-    """Bytes of the regular files under ``path``."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
+    """Bytes of the regular files under ``path`` (files that vanish meanwhile count 0)."""
+    total = 0
+    for f in Path(path).rglob("*"):
+        try:
+            if f.is_file() and not f.is_symlink():
+                total += f.stat().st_size
+        except FileNotFoundError:  # replaced or removed by a device while we walk
+            continue
+    return total
 
 
 def human(nbytes: int) -> str:

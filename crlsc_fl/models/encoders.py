@@ -152,10 +152,26 @@ def count_flops(encoder: LocalEncoder, image_size: int = 32) -> int:
     return int(counter.get_total_flops())
 
 
-def save_encoder(encoder: LocalEncoder, path: str | os.PathLike[str], **extra: object) -> None:
-    """Save weights and the spec needed to rebuild the encoder (atomically)."""
+FP16_MAX = float(torch.finfo(torch.float16).max)
+
+
+def half_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating-point tensors as float16 (half the bytes), except any with a value beyond
+    float16's range (kept as they are); integer tensors (BatchNorm counters) unchanged.
+    ``load_state_dict`` casts them back into the float32 modules."""
+    out = {}
+    for name, tensor in state.items():
+        fits = tensor.is_floating_point() and (tensor.numel() == 0 or float(tensor.abs().max()) <= FP16_MAX)
+        out[name] = tensor.detach().to(torch.float16) if fits else tensor
+    return out
+
+
+def save_encoder(encoder: LocalEncoder, path: str | os.PathLike[str], *, half: bool = False, **extra: object) -> None:
+    """Save weights (as float16 if ``half``, see :func:`half_state_dict`) and the spec
+    needed to rebuild the encoder, atomically."""
+    state = encoder.state_dict()
     tmp = f"{path}.tmp"
-    torch.save({"spec": encoder.spec(), "state_dict": encoder.state_dict(), "extra": extra}, tmp)
+    torch.save({"spec": encoder.spec(), "state_dict": half_state_dict(state) if half else state, "extra": extra}, tmp)
     os.replace(tmp, path)
 
 

@@ -134,7 +134,10 @@ def run_encoder_files(run_dir: Path, state_dir: str | os.PathLike[str] | None = 
         if not device_ids or int(f.parent.name.split("-")[1]) in device_ids
     )
     if not files:
-        raise FileNotFoundError(f"no device encoders of run {run_id} under {root / str(run_id)} (devices {list(device_ids) or 'all'})")
+        raise FileNotFoundError(
+            f"no device encoders of run {run_id} under {root / str(run_id)} (devices {list(device_ids) or 'all'}); a run "
+            "removes each topology's device state once it is done unless it ran with scenario.keep-device-state = true"
+        )
     return files
 
 

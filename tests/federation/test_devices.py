@@ -51,3 +51,20 @@ def test_device_subset_covers_the_shards_classes_not_its_first_indices() -> None
     assert len(np.unique(labels)) >= len(np.unique(full)) - 2
     images_again, labels_again = grouped_data.device_images(0, 40)
     assert np.array_equal(labels, labels_again)
+
+
+@pytest.mark.parametrize(
+    ("architectures", "width", "expected"),
+    [
+        ("resnet18:0.6,resnet34:0.3,resnet50:0.1", 0.5, {"resnet18": 0.5, "resnet34": 0.5, "resnet50": 0.5}),
+        ("resnet18@0.25:0.6,resnet34@0.5:0.3,resnet50:0.1", 1.0, {"resnet18": 0.25, "resnet34": 0.5, "resnet50": 1.0}),
+    ],
+)
+def test_each_device_gets_its_architectures_width(architectures: str, width: float, expected: dict[str, float]) -> None:
+    values = {"devices.num-devices": 30, "devices.architectures": architectures, "devices.width": width}
+    plan = plan_devices(from_flat(values))
+    assert {d.arch: d.width for d in plan} == expected
+    assert plan == plan_devices(from_flat(values))  # a pure function of the scenario
+    # widths do not change who gets which architecture
+    plain = plan_devices(from_flat({"devices.num-devices": 30, "devices.architectures": "resnet18:0.6,resnet34:0.3,resnet50:0.1"}))
+    assert [d.arch for d in plan] == [d.arch for d in plain]

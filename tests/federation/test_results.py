@@ -1,11 +1,12 @@
-"""Per-topology summary of metric rows: last-round statistics with 95% CIs, errors, bytes."""
+"""Per-topology summary of metric rows: last-round and per-round statistics with 95% CIs
+(overall and by architecture), encoder sizes, errors, bytes, seconds per round."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from crlsc_fl.federation.results import summarize
+from crlsc_fl.federation.results import seconds_per_round, summarize
 
 
 def _row(device: int, round_: int, knn: float, arch: str = "resnet18", **extra: object) -> dict:
@@ -24,4 +25,37 @@ def test_last_round_statistics_with_confidence_intervals() -> None:
     assert summary["knn_top1_by_arch"]["resnet50"] == {"mean": 42.0, "std": 0.0, "ci95": 0.0, "min": 42.0, "max": 42.0, "n": 1}
     assert summary["errors"] == 1 and summary["errors_by_round"] == {"1": 0, "2": 1}
     assert summary["bytes_per_device"]["mean"] == pytest.approx(300.0)  # two rounds of 150 bytes
-    assert summary["knn_top1_by_round"] == {"1": 10.0, "2": 36.0}
+    assert {k: v["mean"] for k, v in summary["knn_top1_by_round"].items()} == {"1": 10.0, "2": 36.0}
+    assert summary["knn_top1_by_round"]["2"] == stats
+    assert summary["knn_top1_by_round"]["1"]["ci95"] == 0.0 and summary["knn_top1_by_round"]["1"]["n"] == 4
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_every_round_has_statistics_by_architecture(round_: int) -> None:
+    accuracy = {(1, 0): 10.0, (1, 1): 14.0, (1, 2): 30.0, (2, 0): 20.0, (2, 1): 26.0, (2, 2): 50.0}
+    archs = {0: "resnet18", 1: "resnet18", 2: "resnet50"}
+    sizes = {"resnet18": (0.25, 7e5, 1e7), "resnet50": (1.0, 2.4e7, 1.6e8)}
+    rows = [
+        _row(d, r, k, archs[d], width=sizes[archs[d]][0], parameters=sizes[archs[d]][1], flops_per_image=sizes[archs[d]][2])
+        for (r, d), k in accuracy.items()
+    ]
+    summary = summarize(rows)["p2p"]
+    by_arch = summary["knn_top1_by_arch_by_round"][str(round_)]
+    resnet18 = [accuracy[(round_, 0)], accuracy[(round_, 1)]]
+    assert by_arch["resnet18"]["mean"] == pytest.approx(np.mean(resnet18))
+    assert by_arch["resnet18"]["ci95"] == pytest.approx(1.96 * np.std(resnet18, ddof=1) / np.sqrt(2))
+    assert by_arch["resnet50"]["n"] == 1 and by_arch["resnet50"]["mean"] == accuracy[(round_, 2)]
+    assert summary["architectures"] == {
+        "resnet18": {"devices": 2, "width": 0.25, "parameters": 7e5, "flops_per_image": 1e7},
+        "resnet50": {"devices": 1, "width": 1.0, "parameters": 2.4e7, "flops_per_image": 1.6e8},
+    }
+
+
+def test_seconds_per_round_per_topology_keeps_the_last_run_of_a_redone_round() -> None:
+    rows = [
+        {"label": "quick/local", "round": 1, "wall_seconds": 70.0},
+        {"label": "quick/local", "round": 2, "wall_seconds": 90.0},  # interrupted, redone on resume
+        {"label": "quick/local", "round": 2, "wall_seconds": 75.0},
+        {"label": "quick/cloud-edge", "round": 1, "wall_seconds": 80.0},
+    ]
+    assert seconds_per_round(rows) == {"local": {"1": 70.0, "2": 75.0}, "cloud-edge": {"1": 80.0}}

@@ -26,8 +26,9 @@ def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path,
     results = tmp_path / "results"
     monkeypatch.setenv("CRLSC_STATE_DIR", str(tmp_path / "state"))
     sessions: list[flwr_cli.FlowerSession] = []
+    widths = {"devices.architectures": "resnet18:0.6,resnet34@0.25:0.2,resnet50:0.2"}  # resnet34 x 0.25, the others x 0.5
     overrides = [f"scenario.results-dir={results}"] + [
-        f"{k}={json.dumps(v)}" for k, v in GROUNDED_IMAGE_MENTOR.items()
+        f"{k}={json.dumps(v)}" for k, v in {**GROUNDED_IMAGE_MENTOR, **widths}.items()
     ]
     code = launch.main(
         [str(REPO / "scenarios" / "ci.toml"), "--timeout", "600", *(a for o in overrides for a in ("--set", o))],
@@ -45,6 +46,7 @@ def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path,
         assert all(key in r for r in rows), key
     resnet18 = [r for r in rows if r["arch"] == "resnet18"]
     assert resnet18 and all(r["parameters"] < 3e6 for r in resnet18)  # width 0.5: ~2.8 M instead of 11.2 M
+    assert {(r["arch"], r["width"]) for r in rows} == {("resnet18", 0.5), ("resnet34", 0.25), ("resnet50", 0.5)}
     mentor = json.loads((run_dir / "mentor.json").read_text())
     assert mentor["model"] == "efficientnet-lite0:imagenet1k:64px" and mentor["dim"] == 32 and mentor["anchors"] == 50
     for topology in ("cloud-edge", "p2p", "hybrid"):  # every grounded device got the anchors, once
@@ -52,10 +54,21 @@ def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path,
         received = [t["dst"] for t in transfers if t["kind"] == "anchors" and t["tier"] == "edge-device"]
         assert sorted(received) == [f"device-{d}" for d in range(5)], topology
         assert all(t["nbytes"] == mentor["anchor_bytes"] for t in transfers if t["kind"] == "anchors")
-    summary = json.loads((run_dir / "summary.json").read_text())["topologies"]
+    full_summary = json.loads((run_dir / "summary.json").read_text())
+    summary = full_summary["topologies"]
+    footprint = full_summary["footprint"]
+    assert footprint["device_state_bytes"] > 0 and footprint["peak_memory_bytes"] > 2**30  # SuperLink, Ray, actors
+    for topology in TOPOLOGIES:
+        assert set(summary[topology]["seconds_per_round"]) == {"1", "2"}
+        assert set(summary[topology]["knn_top1_by_round"]["2"]) >= {"mean", "std", "ci95"}
+        assert "resnet34" in summary[topology]["knn_top1_by_arch_by_round"]["2"]
+    assert summary["local"]["architectures"]["resnet34"]["width"] == 0.25
+    state = tmp_path / "state" / run_dir.name  # each topology's device state went once it was done
+    assert state.is_dir() and not list(state.glob("*/device-*"))
     assert summary["local"]["bytes_per_device"]["mean"] == 0
     assert 0 < summary["cloud-edge"]["bytes_per_device"]["mean"] < summary["fedavg"]["bytes_per_device"]["mean"]
-    for name in ("accuracy_vs_round.png", "accuracy_by_arch.png", "accuracy_vs_bytes.png", "config.json"):
+    for name in ("accuracy_vs_round.png", "accuracy_vs_round_by_arch.png", "accuracy_by_arch.png", "accuracy_vs_bytes.png",
+                 "config.json"):
         assert (run_dir / name).stat().st_size > 0, name
     assert "devices done" in out  # progress is streamed
     stage2 = [json.loads(line) for line in (run_dir / "stage2.jsonl").read_text().splitlines()]

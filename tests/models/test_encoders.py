@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crlsc_fl.models.encoders import (
-    ENCODERS, FEATURE_LAYERS, STEMS, build_encoder, count_flops, count_parameters, load_encoder, save_encoder,
+    ENCODERS, FEATURE_LAYERS, STEMS, build_encoder, count_flops, count_parameters, half_state_dict, load_encoder, save_encoder,
 )
 from crlsc_fl.registry import UnknownNameError
 
@@ -134,6 +134,32 @@ def test_save_load_round_trip(tmp_path: Path, batch: torch.Tensor) -> None:
     with torch.no_grad():
         assert torch.equal(loaded(batch), encoder(batch))
     assert torch.load(path, weights_only=True)["extra"] == {"round": 3}
+
+
+@pytest.mark.parametrize(
+    ("tensor", "stored"),
+    [
+        (torch.tensor([0.5, -1.25]), torch.float16),
+        (torch.tensor([7, 9]), torch.int64),  # BatchNorm's num_batches_tracked
+        (torch.tensor([1e6, 1.0]), torch.float32),  # beyond float16's range: kept
+        (torch.zeros(0), torch.float16),
+    ],
+)
+def test_half_state_dict_halves_floats_that_fit(tensor: torch.Tensor, stored: torch.dtype) -> None:
+    (out,) = half_state_dict({"t": tensor}).values()
+    assert out.dtype == stored and torch.equal(out.to(tensor.dtype), tensor)
+
+
+def test_half_precision_file_loads_into_float32_modules(tmp_path: Path, batch: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18", dim=12, width=0.25).eval()
+    save_encoder(encoder, tmp_path / "half.pt", half=True, round=1)
+    save_encoder(encoder, tmp_path / "full.pt")
+    assert (tmp_path / "half.pt").stat().st_size < 0.55 * (tmp_path / "full.pt").stat().st_size
+    loaded = load_encoder(tmp_path / "half.pt").eval()
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), encoder(batch), rtol=1e-2, atol=1e-2)
 
 
 def test_load_arch_mismatch_and_bad_files(tmp_path: Path) -> None:

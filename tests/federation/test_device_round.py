@@ -1,0 +1,68 @@
+"""One device round without Flower: evaluation on the shared test subset with the whole
+shard as the kNN bank, the architecture's own width in the encoder and the metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from crlsc_fl.config import from_flat
+from crlsc_fl.federation import device_round
+from crlsc_fl.federation.device_round import RoundTask, evaluate_encoder, run_device_round
+from crlsc_fl.federation.device_store import DeviceStore
+from crlsc_fl.federation.devices import federated_data, plan_devices
+from crlsc_fl.models.encoders import build_encoder
+
+VALUES = {
+    "devices.num-devices": 4, "data.dataset": "synthetic", "data.samples-per-device": 16, "data.test-samples": 60,
+    "devices.architectures": "resnet18@0.25:0.5,resnet34@0.125:0.5", "train.batch-size": 8, "data.min-shard-size": 16,
+}
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What each kNN evaluation was given (bank and test features and labels)."""
+    calls: list[dict[str, Any]] = []
+    real = device_round.knn_accuracy
+
+    def spy(bank: torch.Tensor, bank_labels: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor, *args: Any, **kw: Any):
+        calls.append({"bank": len(bank), "bank_labels": bank_labels.clone(), "test": len(test), "test_labels": test_labels.clone(),
+                      "grad": bank.requires_grad or test.requires_grad})
+        return real(bank, bank_labels, test, test_labels, *args, **kw)
+
+    monkeypatch.setattr(device_round, "knn_accuracy", spy)
+    return calls
+
+
+@pytest.mark.parametrize("device", [0, 3])
+def test_every_device_is_evaluated_on_the_same_test_subset_with_its_whole_shard(device: int, captured: list) -> None:
+    cfg = from_flat(VALUES)
+    data = federated_data(cfg)
+    shard = data.partition.shard(device)
+    assert len(shard) > cfg.data.samples_per_device  # the bank is more than the training subset
+    encoder = build_encoder("resnet18", dim=16, width=0.125)
+    for d in (device, (device + 1) % 4):
+        evaluate_encoder(cfg, encoder, d)
+    first, other = captured
+    assert first["bank"] == len(shard) and torch.equal(first["bank_labels"], torch.from_numpy(data.train.labels[shard]))
+    assert first["test"] == other["test"] == cfg.data.test_samples
+    assert torch.equal(first["test_labels"], other["test_labels"])
+    assert not first["grad"]
+
+
+def test_a_round_trains_its_architectures_width_and_reports_sizes(tmp_path: Path, captured: list) -> None:
+    cfg = from_flat(VALUES)
+    first_of_each_arch = {s.arch: s for s in reversed(plan_devices(cfg))}
+    outcomes = {}
+    for spec in first_of_each_arch.values():
+        store = DeviceStore(tmp_path, "run", "local", spec.device)
+        outcomes[spec.arch] = run_device_round(cfg, spec.device, RoundTask("local", 1, "dcl", 16), store).metrics
+    for arch, metrics in outcomes.items():
+        width = {"resnet18": 0.25, "resnet34": 0.125}[arch]
+        expected = sum(p.numel() for p in build_encoder(arch, dim=16, stem=cfg.devices.stem, width=width).parameters())
+        assert metrics["parameters"] == expected
+        assert metrics["flops_per_image"] > 0 and 0 <= metrics["knn_top1"] <= 100
+    assert len(outcomes) == 2 and all(c["test"] == cfg.data.test_samples for c in captured)
