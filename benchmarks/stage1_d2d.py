@@ -17,7 +17,12 @@ image mentor's space by the server's anchors:
      image, as the peer's vectors are all of other classes);
    - alignment (no retrieval KB) to ``peer-anchors`` (the peer's anchor-keyed PKB as
      targets besides the mentor's keys), ``random-anchors`` (random unit keys of the same
-     shape: the control) or ``mentor-only`` (the mentor's keys alone: the reference).
+     shape: the control) or ``mentor-only`` (the mentor's keys alone: the reference);
+   - no mentor at all, the peer as the device's mentor: ``peer-grounded`` (the anchor images
+     keyed by the peer's vectors are the device's only grounding: the mentor's knowledge
+     reaches it second-hand, through the peer, with the peer's own), ``random-grounded``
+     (the same images keyed by random unit vectors: the control) or ``ungrounded`` (plain
+     DCL on the device's images).
 
 Every condition uses the same images, steps and augmentations. The device is evaluated on
 the full CIFAR-10 test set by kNN (k=200) and a linear probe with one labelled bank for all
@@ -52,7 +57,9 @@ from crlsc_fl.models.encoders import build_encoder
 
 RETRIEVAL_CONDITIONS = ("peer-pkb", "random", "skb")
 ALIGNMENT_CONDITIONS = ("peer-anchors", "random-anchors", "mentor-only")
-CONDITIONS = RETRIEVAL_CONDITIONS + ALIGNMENT_CONDITIONS
+# the device holds no mentor keys: a peer's anchor-keyed PKB is its only grounding
+PEER_GROUNDED_CONDITIONS = ("peer-grounded", "random-grounded", "ungrounded")
+CONDITIONS = RETRIEVAL_CONDITIONS + ALIGNMENT_CONDITIONS + PEER_GROUNDED_CONDITIONS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,11 +130,12 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, out: Path
     grounding = GroundingConfig(peer_weight=args.peer_weight)
 
     def train_device(arch: str, images: np.ndarray, kb: KnowledgeBase | None, device_seed: int,
-                     peer_anchors: tuple[AnchorSet, ...] = (), **fusion: object):  # type: ignore[no-untyped-def]
+                     peer_anchors: tuple[AnchorSet, ...] = (), anchors: AnchorSet | None = mentor.anchors,
+                     **fusion: object):  # type: ignore[no-untyped-def]
         torch.manual_seed(device_seed)
         encoder = build_encoder(arch, dim=args.dim, width=args.width)
         method = build_method("crlsc-grounded", encoder, TrainConfig(batch_size=args.batch_size, seed=device_seed),
-                              kb=kb, anchors=mentor.anchors, grounding=grounding, peer_anchors=peer_anchors,
+                              kb=kb, anchors=anchors, grounding=grounding, peer_anchors=peer_anchors,
                               fusion=dataclasses.replace(grounded_fusion(args.dim), **fusion))
         start = time.perf_counter()
         method.fit(images, args.epochs)
@@ -154,17 +162,23 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, out: Path
             vectors = rng.standard_normal((pkb.count, args.dim)).astype(np.float32)
             kb = KnowledgeBase.build(vectors, KBConfig("pq", m=32, nbits=8), source="random")
         sent = {"kb_count": kb.count, "kb_bytes": kb.nbytes()}
-    elif condition != "mentor-only":
+    elif condition not in ("mentor-only", "ungrounded"):
         peer_anchor_pkb = build_anchor_pkb(peer, mentor.anchors, source="peer")
-        if condition == "random-anchors":
+        if condition.startswith("random"):
             keys = rng.standard_normal(peer_anchor_pkb.keys.shape).astype(np.float32)
             peer_anchor_pkb = mentor.anchors.with_keys(keys / np.linalg.norm(keys, axis=1, keepdims=True), source="random")
         peer_anchors = (peer_anchor_pkb,)
         sent = {"kb_count": len(peer_anchor_pkb), "kb_bytes": peer_anchor_pkb.key_nbytes}
     else:
         sent = {"kb_count": 0, "kb_bytes": 0}
+    device_anchors: AnchorSet | None = mentor.anchors
+    if condition in PEER_GROUNDED_CONDITIONS:  # the peer's keys (or none) in place of the mentor's
+        device_anchors, peer_anchors = (peer_anchors[0] if peer_anchors else None), ()
+        if device_anchors is not None:  # the device needs the images as well as the keys
+            sent["kb_bytes"] = len(device_anchors.to_bytes())
     device_fusion = parse_overrides(args.device_fusion) if kb is not None else {}
-    device, seconds = train_device(args.device_arch, np.asarray(train.images[device_ids]), kb, seed, peer_anchors, **device_fusion)
+    device, seconds = train_device(args.device_arch, np.asarray(train.images[device_ids]), kb, seed, peer_anchors,
+                                   device_anchors, **device_fusion)
     result = evaluate(device, bank, test, groups={"peer_classes": list(args.peer_classes), "device_classes": device_classes})
     return {"condition": condition, "seed": seed, "device_fusion": device_fusion, **sent, "train_seconds": seconds,
             "peer_weight": args.peer_weight if peer_anchors else None,

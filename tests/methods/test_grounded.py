@@ -81,7 +81,7 @@ def test_a_peers_anchor_keys_carry_what_the_mentor_lacks() -> None:
 
 
 def test_peer_anchor_keys_must_match_the_anchor_set() -> None:
-    images, _ = make_synthetic_images(8, image_size=SIZE, seed=0)
+    images = np.random.default_rng(0).integers(0, 256, size=(8, SIZE, SIZE, 3), dtype=np.uint8)
     anchors = AnchorSet(images, np.eye(8, DIM, dtype=np.float32))
     encoder = build_encoder("resnet18", dim=DIM, hidden_dim=16)
     with pytest.raises(ValueError, match="keyed by 4 anchors, the device holds 8"):
