@@ -127,9 +127,28 @@ def _architectures(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+REFERENCE_TOPOLOGY = "local"
+
+
+def _paired_difference(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Statistics over devices of (kNN top-1 here - kNN top-1 under the reference topology)
+    at the last round both reached, for the devices that succeeded in both. A device has the
+    same shard, architecture and initial weights under every topology, so the paired
+    difference isolates what the topology did; its CI is far narrower than the gap
+    between two unpaired means."""
+    last = min(max(r["round"] for r in rows), max(r["round"] for r in reference))
+    mine = {r["device"]: r["knn_top1"] for r in rows if r["round"] == last}
+    theirs = {r["device"]: r["knn_top1"] for r in reference if r["round"] == last}
+    common = sorted(set(mine) & set(theirs))
+    if not common:
+        return None
+    return {"round": last, **_stats([mine[d] - theirs[d] for d in common])}
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per topology: last-round kNN accuracy (mean, std, 95% CI over devices, per
-    architecture), the same for every round, the encoders' sizes, bytes per device."""
+    architecture), the same for every round, the paired per-device difference to ``local``,
+    the encoders' sizes, bytes per device."""
     by_topology: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_topology[row["topology"]].append(row)
@@ -161,6 +180,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "knn_top1_by_arch_by_round": per_round["by_arch"],
             "train_seconds_per_device_round": float(np.mean([r["train_seconds"] for r in good])),
         }
+    reference = [r for r in by_topology.get(REFERENCE_TOPOLOGY, []) if "error" not in r]
+    for topology, items in by_topology.items():
+        good = [r for r in items if "error" not in r]
+        if topology != REFERENCE_TOPOLOGY and reference and good:
+            paired = _paired_difference(good, reference)
+            if paired is not None:
+                summary[topology][f"knn_top1_minus_{REFERENCE_TOPOLOGY}"] = paired
     return summary
 
 

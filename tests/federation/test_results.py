@@ -51,6 +51,25 @@ def test_every_round_has_statistics_by_architecture(round_: int) -> None:
     }
 
 
+def test_paired_difference_to_local_uses_the_devices_present_in_both() -> None:
+    local = [30.0, 35.0, 40.0, 45.0]
+    gains = [2.0, 3.0, 1.0]  # device 3 failed under p2p in the last round
+    rows = [{**_row(d, 2, k), "topology": "local"} for d, k in enumerate(local)]
+    rows += [_row(d, 2, local[d] + g) for d, g in enumerate(gains)]
+    rows.append({"topology": "p2p", "round": 2, "device": 3, "arch": "resnet18", "error": "boom"})
+    summary = summarize(rows)
+    paired = summary["p2p"]["knn_top1_minus_local"]
+    assert paired["round"] == 2 and paired["n"] == 3 and paired["mean"] == pytest.approx(2.0)
+    assert paired["ci95"] == pytest.approx(1.96 * np.std(gains, ddof=1) / np.sqrt(3))
+    # unpaired, the spread of the shards (std ~6) would hide a 2-point gain; paired, it shows
+    assert paired["ci95"] < summary["p2p"]["knn_top1"]["ci95"]
+    assert "knn_top1_minus_local" not in summary["local"]
+
+
+def test_no_paired_difference_without_local() -> None:
+    assert "knn_top1_minus_local" not in summarize([_row(0, 1, 30.0), _row(1, 1, 32.0)])["p2p"]
+
+
 def test_seconds_per_round_per_topology_keeps_the_last_run_of_a_redone_round() -> None:
     rows = [
         {"label": "quick/local", "round": 1, "wall_seconds": 70.0},
