@@ -131,11 +131,11 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, out: Path
 
     def train_device(arch: str, images: np.ndarray, kb: KnowledgeBase | None, device_seed: int,
                      peer_anchors: tuple[AnchorSet, ...] = (), anchors: AnchorSet | None = mentor.anchors,
-                     **fusion: object):  # type: ignore[no-untyped-def]
+                     mentor_keys: bool = True, **fusion: object):  # type: ignore[no-untyped-def]
         torch.manual_seed(device_seed)
         encoder = build_encoder(arch, dim=args.dim, width=args.width)
         method = build_method("crlsc-grounded", encoder, TrainConfig(batch_size=args.batch_size, seed=device_seed),
-                              kb=kb, anchors=anchors, grounding=grounding, peer_anchors=peer_anchors,
+                              kb=kb, anchors=anchors, grounding=grounding, peer_anchors=peer_anchors, mentor_keys=mentor_keys,
                               fusion=dataclasses.replace(grounded_fusion(args.dim), **fusion))
         start = time.perf_counter()
         method.fit(images, args.epochs)
@@ -168,20 +168,20 @@ def run_condition(condition: str, seed: int, args: argparse.Namespace, out: Path
             keys = rng.standard_normal(peer_anchor_pkb.keys.shape).astype(np.float32)
             peer_anchor_pkb = mentor.anchors.with_keys(keys / np.linalg.norm(keys, axis=1, keepdims=True), source="random")
         peer_anchors = (peer_anchor_pkb,)
-        sent = {"kb_count": len(peer_anchor_pkb), "kb_bytes": peer_anchor_pkb.key_nbytes}
+        sent = {"kb_count": len(peer_anchor_pkb), "kb_bytes": len(peer_anchor_pkb.keys_to_bytes())}
     else:
         sent = {"kb_count": 0, "kb_bytes": 0}
     device_anchors: AnchorSet | None = mentor.anchors
-    if condition in PEER_GROUNDED_CONDITIONS:  # the peer's keys (or none) in place of the mentor's
-        device_anchors, peer_anchors = (peer_anchors[0] if peer_anchors else None), ()
-        if device_anchors is not None:  # the device needs the images as well as the keys
-            sent["kb_bytes"] = len(device_anchors.to_bytes())
+    if condition == "ungrounded":
+        device_anchors = None
+    elif condition in PEER_GROUNDED_CONDITIONS:  # the peer's keys in place of the mentor's (as the federation does)
+        sent["kb_bytes"] += len(mentor.anchors.to_bytes())  # the device needs the images as well as the keys
     device_fusion = parse_overrides(args.device_fusion) if kb is not None else {}
     device, seconds = train_device(args.device_arch, np.asarray(train.images[device_ids]), kb, seed, peer_anchors,
-                                   device_anchors, **device_fusion)
+                                   device_anchors, condition not in PEER_GROUNDED_CONDITIONS, **device_fusion)
     result = evaluate(device, bank, test, groups={"peer_classes": list(args.peer_classes), "device_classes": device_classes})
     return {"condition": condition, "seed": seed, "device_fusion": device_fusion, **sent, "train_seconds": seconds,
-            "peer_weight": args.peer_weight if peer_anchors else None,
+            "peer_weight": args.peer_weight if peer_anchors and condition not in PEER_GROUNDED_CONDITIONS else None,
             "peer_classes": args.peer_classes, "device_classes": device_classes, **result}
 
 

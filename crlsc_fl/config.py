@@ -33,6 +33,9 @@ PARTITIONS = ("iid", "dirichlet")
 STEMS = ("cifar", "imagenet")
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50")
 P2P_WARMUPS = ("local", "skb")
+# what a device returns for its peers (p2p neighbours, hybrid mentees): the paper's PKB for
+# retrieval, its anchor-keyed PKB (grounding targets), or random keys of that shape (control)
+PEER_KNOWLEDGE = ("pkb", "anchor-pkb", "random-anchor-pkb")
 KB_CORRUPTIONS = ("flip", "wrong-dim")
 # Simulated device throughput (training images per second) per compute profile; it only
 # turns counted work into simulated seconds, real compute is whatever this machine does.
@@ -266,6 +269,7 @@ class TopologySection:
     edge_p: float = 0.05
     p2p_warmup: str = "local"
     hybrid_mentors: str = "resnet50,resnet34"
+    peer_knowledge: str = "pkb"
 
     def validate(self) -> None:
         _range("topology.edges", self.edges, 1)
@@ -274,6 +278,7 @@ class TopologySection:
         _range("topology.rewire-p", self.rewire_p, 0, 1)
         _range("topology.edge-p", self.edge_p, 0, 1, open_low=True)
         _choice("topology.p2p-warmup", self.p2p_warmup, P2P_WARMUPS)
+        _choice("topology.peer-knowledge", self.peer_knowledge, PEER_KNOWLEDGE)
         parse_list("topology.hybrid-mentors", self.hybrid_mentors, ARCHITECTURES)
 
 
@@ -395,6 +400,11 @@ class ScenarioConfig:
             raise ConfigError(f"kb: {err}") from None
         if self.train.kb_method == "crlsc-grounded" and not self.kb.anchors:
             raise ConfigError("train.kb-method='crlsc-grounded' needs anchors to ground the devices: set kb.anchors > 0")
+        if self.topology.peer_knowledge != "pkb" and self.train.kb_method != "crlsc-grounded":
+            raise ConfigError(
+                f"topology.peer-knowledge={self.topology.peer_knowledge!r} keys peers' knowledge by the anchors: "
+                f"it needs train.kb-method='crlsc-grounded' (got {self.train.kb_method!r}), or use 'pkb'"
+            )
         if "p2p" in self.scenario.topology_list and self.topology.graph == "k-regular":
             if self.topology.degree >= self.devices.num_devices or (self.topology.degree * self.devices.num_devices) % 2:
                 raise ConfigError(

@@ -57,9 +57,10 @@ Hop = tuple[str, str, str]  # (src, dst, tier)
 class DevicePlan:
     """What one device does in one round and what it receives.
 
-    ``kb_routes[key]`` lists the hops by which payload ``key`` (a KB, or the anchor set
-    ``anchor_key`` that grounds ``crlsc-grounded`` devices) reaches the device (counted only
-    for hops whose receiver does not hold it yet).
+    ``kb_routes[key]`` lists the hops by which payload ``key`` (a KB, the anchor set
+    ``anchor_key`` that grounds ``crlsc-grounded`` devices, or a peer's anchor-keyed PKB in
+    ``peer_anchor_keys``) reaches the device (counted only for hops whose receiver does not
+    hold it yet).
     """
 
     method: str
@@ -69,9 +70,14 @@ class DevicePlan:
     return_pkb: bool = False
     return_weights: bool = False
     anchor_key: str | None = None
+    peer_anchor_keys: tuple[str, ...] = ()
 
     def payload_keys(self) -> tuple[str, ...]:
-        return self.kb_keys + ((self.anchor_key,) if self.anchor_key else ())
+        return self.kb_keys + ((self.anchor_key,) if self.anchor_key else ()) + self.peer_anchor_keys
+
+    def payload_kind(self, key: str) -> str:
+        """The ledger's name for payload ``key``."""
+        return "anchors" if key == self.anchor_key else "anchor-pkb" if key in self.peer_anchor_keys else "kb"
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,9 @@ class KnowledgeTransferStrategy(Strategy):
     def peer_plan(self, device: int, peers: Iterable[int], **kwargs: object) -> DevicePlan:
         """Device-to-device: train with the peers' latest PKBs (:meth:`local_plan` if none yet).
         A peer absent this round sends nothing: the device uses the newest PKB of it that it
-        holds. Grounded devices also get the anchors from the cloud (once)."""
+        holds. Grounded devices also get the anchors from the cloud (once). With
+        ``topology.peer-knowledge`` ``anchor-pkb`` (or its random control) the PKBs are
+        anchor-keyed and become the device's alignment targets, not a KB to retrieve from."""
         keys, routes = [], {}
         for p in peers:
             if p not in self.absent and p in self.pkbs:
@@ -194,7 +202,9 @@ class KnowledgeTransferStrategy(Strategy):
         if not keys:
             return self.local_plan(device, **kwargs)
         anchor, anchor_routes = self.anchor_route(device)
-        return DevicePlan(self.kb_method, tuple(keys), {**routes, **anchor_routes}, anchor_key=anchor, **kwargs)  # type: ignore[arg-type]
+        kb_keys, peer_anchor_keys = ((), tuple(keys)) if self.ctx.cfg.topology.peer_knowledge != "pkb" else (tuple(keys), ())
+        return DevicePlan(self.kb_method, kb_keys, {**routes, **anchor_routes}, anchor_key=anchor,  # type: ignore[arg-type]
+                          peer_anchor_keys=peer_anchor_keys, **kwargs)
 
     def held_pkb(self, device: int, peer: int) -> str | None:
         """The newest PKB of ``peer`` that ``device`` holds, if any."""
@@ -220,7 +230,7 @@ class KnowledgeTransferStrategy(Strategy):
             to_send: dict[str, bytes] = {}
             for key in plan.payload_keys():
                 already_held = key in self.holdings[device_node(device)]
-                kind = "anchors" if key == plan.anchor_key else "kb"
+                kind = plan.payload_kind(key)
                 for src, dst, tier in plan.kb_routes.get(key, []):
                     if key not in self.holdings[dst]:
                         self.ledger.record(server_round, kind, src, dst, tier, len(self.blobs[key]))
@@ -235,6 +245,7 @@ class KnowledgeTransferStrategy(Strategy):
             task = RoundTask(
                 self.name, server_round, plan.method, self.ctx.dim, plan.kb_keys, plan.return_pkb, plan.return_weights,
                 run_key=self.ctx.run_key, state_round=self.state_round.get(device, 0), anchor_key=plan.anchor_key or "",
+                peer_anchor_keys=plan.peer_anchor_keys,
             )
             out.append((device, task, to_send, plan.weights))
         return out

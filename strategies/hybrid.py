@@ -4,7 +4,8 @@ Devices whose architecture is in ``topology.hybrid-mentors`` train with the SKB 
 round (cloud -> edge -> device) and return PKBs. Every other device is assigned
 ``topology.degree`` mentors (seeded, preferring mentors behind the same edge node) and,
 from round 2 on, trains with its mentors' latest PKBs (round 1: plain DCL, no PKB exists
-yet). Mentor PKBs are counted on device-to-device links.
+yet). Mentor PKBs (paper PKBs, or anchor-keyed ones with ``topology.peer-knowledge``) are
+counted on device-to-device links.
 """
 
 from __future__ import annotations

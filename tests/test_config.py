@@ -47,6 +47,8 @@ def test_every_shipped_scenario_is_valid(path: Path) -> None:
         ({"train.kb-method": "crlsc-grounded"}, "needs anchors to ground the devices: set kb.anchors > 0"),
         ({"train.kb-method": "byol"}, "train.kb-method='byol' is not allowed; valid: crlsc, crlsc-grounded"),
         ({"grounding.targets": "hard"}, "grounding.targets='hard' is not allowed; valid: soft, onehot"),
+        ({"topology.peer-knowledge": "weights"}, "topology.peer-knowledge='weights' is not allowed; valid: pkb, anchor-pkb, random-anchor-pkb"),
+        ({"topology.peer-knowledge": "anchor-pkb"}, "topology.peer-knowledge='anchor-pkb' keys peers' knowledge by the anchors: it needs train.kb-method='crlsc-grounded' \\(got 'crlsc'\\)"),
         ({"topology.graph": "k-regular", "topology.degree": 3, "devices.num-devices": 5}, "impossible for a k-regular"),
         ({"kb.m": 7}, "must divide the vector dimension 384"),
         ({"data.dataset": "imagenet"}, "data.dataset='imagenet' is not allowed; valid: cifar10, cifar100"),

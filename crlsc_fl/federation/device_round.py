@@ -23,7 +23,8 @@ from crlsc_fl.eval.features import encode_images
 from crlsc_fl.eval.knn import knn_accuracy
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices
-from crlsc_fl.kb.builders import build_pkb
+from crlsc_fl.kb.anchors import AnchorSet
+from crlsc_fl.kb.builders import build_anchor_pkb, build_pkb
 from crlsc_fl.kb.knowledge_base import KBConfig
 from crlsc_fl.kb.union import KnowledgeBaseUnion
 from crlsc_fl.methods import TrainConfig, build_method
@@ -44,6 +45,7 @@ class RoundTask:
     run_key: str = ""  # state directory name of the run ("" = the Flower run id)
     state_round: int | None = None  # start from the state saved after this round (0: fresh; None: latest)
     anchor_key: str = ""  # the anchor set grounding a crlsc-grounded device ("" = none)
+    peer_anchor_keys: tuple[str, ...] = ()  # peers' anchor-keyed PKBs: the device's targets instead of the mentor's keys
 
 
 @dataclass
@@ -81,6 +83,18 @@ def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, device: int) ->
     )
 
 
+def anchor_keyed_pkb(cfg: ScenarioConfig, encoder: LocalEncoder, anchors: AnchorSet, device: int, server_round: int) -> AnchorSet:
+    """What the device tells its peers under ``topology.peer-knowledge``: its view of the
+    anchors (``anchor-pkb``), or unit Gaussian keys of the same shape, seeded by scenario,
+    device and round (``random-anchor-pkb``: the control that sends the same bytes without
+    the device's knowledge)."""
+    source = f"device-{device}"
+    if cfg.topology.peer_knowledge == "anchor-pkb":
+        return build_anchor_pkb(encoder, anchors, source=source)
+    keys = np.random.default_rng([cfg.scenario.seed, device, server_round]).standard_normal(anchors.keys.shape)
+    return anchors.with_keys((keys / np.linalg.norm(keys, axis=1, keepdims=True)).astype(np.float32), source=f"random:{source}")
+
+
 def run_device_round(
     cfg: ScenarioConfig,
     device: int,
@@ -100,9 +114,15 @@ def run_device_round(
     kbs = [store.knowledge_base(key, incoming_kbs.get(key), dim=task.dim) for key in task.kb_keys]
     kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
     options: dict[str, object] = {"fusion": cfg.fusion} if task.method in ("crlsc", "crlsc-grounded") else {}
+    anchors = store.anchor_set(task.anchor_key, incoming_kbs.get(task.anchor_key), dim=task.dim) if task.anchor_key else None
     if task.method == "crlsc-grounded":
         options["grounding"] = cfg.grounding
-        options["anchors"] = store.anchor_set(task.anchor_key, incoming_kbs.get(task.anchor_key), dim=task.dim) if task.anchor_key else None
+        options["anchors"] = anchors
+        if task.peer_anchor_keys:  # topology.peer-knowledge = anchor-pkb: the peers' views ground the device
+            if anchors is None:
+                raise ValueError(f"device {device}: peers' anchor-keyed PKBs arrived without the anchor set they key")
+            options["peer_anchors"] = [store.peer_anchor_keys(key, incoming_kbs.get(key), anchors) for key in task.peer_anchor_keys]
+            options["mentor_keys"] = False
     method = build_method(task.method, encoder, train_config(cfg, device), kb=kb, **options)  # type: ignore[arg-type]
     batch = min(cfg.train.batch_size, len(images))
     previous = store.load_training(task.state_round)
@@ -119,7 +139,11 @@ def run_device_round(
     eval_seconds = time.perf_counter() - eval_start
 
     pkb_blob = None
-    if task.return_pkb:
+    if task.return_pkb and cfg.topology.peer_knowledge != "pkb":
+        if anchors is None:
+            raise ValueError(f"device {device}: topology.peer-knowledge={cfg.topology.peer_knowledge!r} needs the anchor set")
+        pkb_blob = anchor_keyed_pkb(cfg, encoder, anchors, device, task.server_round).keys_to_bytes()
+    elif task.return_pkb:
         pkb_images = images[: cfg.kb.pkb_samples] if cfg.kb.pkb_samples else images
         # PQ needs at least 2**nbits training vectors; small shards get fewer centroids.
         nbits = min(cfg.kb.pkb_nbits, int(math.log2(len(pkb_images))))

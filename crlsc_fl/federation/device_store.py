@@ -12,8 +12,9 @@ Layout (one directory per device and topology)::
                         a round cut short by a crash or Ctrl-C is redone from it exactly.
                         Deleted when the next round starts, and by the ServerApp once the
                         topology is done (where it sees the same state root)
-        kb/<key>.kb     knowledge bases (and anchor sets) received earlier (an SKB is sent to
-                        a device once); each is checked (format, dimension) before it is kept
+        kb/<key>.kb     knowledge bases (and anchor sets, peers' anchor-keyed PKBs) received
+                        earlier (an SKB is sent to a device once); each is checked (format,
+                        dimension) before it is kept
 
 Adam's moments are not kept between rounds (they would triple the state: 100 devices x 5
 topologies of ResNets are tens of GB); each round restarts them at the scheduled lr.
@@ -107,6 +108,10 @@ class DeviceStore:
     def anchor_set(self, key: str, blob: bytes | None, dim: int | None = None) -> AnchorSet:
         """The anchor set ``key``, like :meth:`knowledge_base` (sent once, then kept)."""
         return self._payload(key, blob, AnchorSet.from_bytes, dim, "anchor set", AnchorSetError)
+
+    def peer_anchor_keys(self, key: str, blob: bytes | None, anchors: AnchorSet) -> AnchorSet:
+        """A peer's anchor-keyed PKB ``key`` over the device's ``anchors``, like :meth:`knowledge_base`."""
+        return self._payload(key, blob, anchors.keys_from_bytes, anchors.dim, "anchor-keyed PKB", AnchorSetError)
 
     def _payload(self, key: str, blob: bytes | None, parse: Callable[[bytes], T], dim: int | None, what: str,
                  error: type[Exception]) -> T:

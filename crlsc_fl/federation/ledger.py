@@ -19,7 +19,7 @@ TIERS = ("cloud-edge", "edge-device", "d2d")
 @dataclass(frozen=True)
 class Transfer:
     server_round: int
-    kind: str  # "kb", "anchors" or "weights"
+    kind: str  # "kb", "anchors", "anchor-pkb" or "weights"
     src: str  # "cloud", "edge-3", "device-17"
     dst: str
     tier: str

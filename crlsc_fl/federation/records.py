@@ -2,7 +2,7 @@
 
 Message layout (server -> device): ``scenario`` (the flat run config; identical for all
 devices, so Flower sends it once), ``task`` (a :class:`RoundTask`), one ``kb/<key>``
-ConfigRecord per KB (or anchor set) the device does not hold yet, with the blob and its
+ConfigRecord per KB (or anchor set, or peer's anchor-keyed PKB) the device does not hold yet, with the blob and its
 SHA-256 (shared blobs such as the SKB are identical records, also sent once), and ``weights``
 (ArrayRecord) for ``fedavg`` only. A device rejects a KB whose digest does not match.
 Reply: ``metrics`` (MetricRecord), optional ``pkb`` and ``weights``.
@@ -28,19 +28,19 @@ def task_record(task: RoundTask) -> ConfigRecord:
             "topology": task.topology, "server-round": task.server_round, "method": task.method, "dim": task.dim,
             "kb-keys": ",".join(task.kb_keys), "return-pkb": task.return_pkb, "return-weights": task.return_weights,
             "run-key": task.run_key, "state-round": -1 if task.state_round is None else task.state_round,
-            "anchor-key": task.anchor_key,
+            "anchor-key": task.anchor_key, "peer-anchor-keys": ",".join(task.peer_anchor_keys),
         }
     )
 
 
 def task_from_record(record: ConfigRecord) -> RoundTask:
-    keys = str(record["kb-keys"])
+    keys, peer_keys = str(record["kb-keys"]), str(record["peer-anchor-keys"])
     return RoundTask(
         topology=str(record["topology"]), server_round=int(record["server-round"]), method=str(record["method"]),
         dim=int(record["dim"]), kb_keys=tuple(keys.split(",")) if keys else (),
         return_pkb=bool(record["return-pkb"]), return_weights=bool(record["return-weights"]),
         run_key=str(record["run-key"]), state_round=None if int(record["state-round"]) < 0 else int(record["state-round"]),
-        anchor_key=str(record["anchor-key"]),
+        anchor_key=str(record["anchor-key"]), peer_anchor_keys=tuple(peer_keys.split(",")) if peer_keys else (),
     )
 
 

@@ -97,7 +97,7 @@ def _stats(values: list[float]) -> dict[str, float]:
     """Mean, population std, range, count and the half-width of a 95% confidence interval of
     the mean over devices (normal approximation, 1.96 x sample std / sqrt(n); 0 for n = 1)."""
     array = np.asarray(values, dtype=float)
-    ci95 = 1.96 * float(array.std(ddof=1)) / np.sqrt(len(array)) if len(array) > 1 else 0.0
+    ci95 = 1.96 * float(array.std(ddof=1)) / float(np.sqrt(len(array))) if len(array) > 1 else 0.0
     return {"mean": float(array.mean()), "std": float(array.std()), "ci95": ci95, "min": float(array.min()),
             "max": float(array.max()), "n": int(len(array))}
 

@@ -12,6 +12,11 @@ neighbours of its own images. Only public data crosses the network.
 Wire format: :mod:`crlsc_fl.kb.wire` with magic ``b"CRLSCAN1"``; body = the JPEG files
 concatenated, then the keys as float16. Keys of a text mentor are class prompts, so many
 anchors may share one key: :meth:`AnchorSet.targets` deduplicates them.
+
+A device's **anchor-keyed PKB** (its own view of the same anchor images, see
+:func:`crlsc_fl.kb.builders.build_anchor_pkb`) travels as keys alone (magic
+``b"CRLSCAK1"``, float16), since the receiver holds the images: :meth:`AnchorSet.keys_to_bytes`
+and :meth:`AnchorSet.keys_from_bytes`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from PIL import Image
 from crlsc_fl.kb import wire
 
 MAGIC = b"CRLSCAN1"
+KEYS_MAGIC = b"CRLSCAK1"
 
 
 class AnchorSetError(ValueError):
@@ -71,11 +77,6 @@ class AnchorSet:
         """The same images keyed by other vectors (a device's anchor-keyed PKB)."""
         return AnchorSet(self.images, keys, source=source, jpeg_quality=self.jpeg_quality)
 
-    @property
-    def key_nbytes(self) -> int:
-        """Bytes of the keys alone as sent (float16): what a peer sends when the receiver holds the images."""
-        return int(self.keys.size) * 2
-
     def check_dim(self, dim: int, what: str = "encoder") -> None:
         if dim != self.dim:
             raise AnchorSetError(f"{what} output dimension {dim} does not match the anchor keys' dimension {self.dim} ({self.source})")
@@ -91,6 +92,24 @@ class AnchorSet:
         header = {"source": self.source, "count": len(self), "dim": self.dim, "shape": list(self.images.shape[1:]),
                   "jpeg_quality": self.jpeg_quality, "offsets": offsets}
         return wire.pack(MAGIC, header, b"".join(files) + self.keys.astype(np.float16).tobytes())
+
+    def keys_to_bytes(self) -> bytes:
+        """The keys alone (float16), for a receiver that holds these anchor images."""
+        header = {"source": self.source, "count": len(self), "dim": self.dim}
+        return wire.pack(KEYS_MAGIC, header, self.keys.astype(np.float16).tobytes())
+
+    def keys_from_bytes(self, blob: bytes | np.ndarray) -> "AnchorSet":
+        """These anchor images keyed by the keys in ``blob`` (written by :meth:`keys_to_bytes`
+        for an anchor set of the same count)."""
+        try:
+            header, body = wire.unpack(KEYS_MAGIC, blob, "anchor-keyed PKB")
+            count, dim = int(header["count"]), int(header["dim"])
+            keys = np.frombuffer(body, dtype=np.float16).reshape(count, dim).astype(np.float32)
+        except Exception as err:
+            raise AnchorSetError(f"corrupt anchor-keyed PKB bytes: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        if count != len(self):
+            raise AnchorSetError(f"anchor-keyed PKB {header['source']!r} keys {count} anchors, this anchor set holds {len(self)}")
+        return self.with_keys(keys, source=str(header["source"]))
 
     @classmethod
     def from_bytes(cls, blob: bytes | np.ndarray) -> "AnchorSet":

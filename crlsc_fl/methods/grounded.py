@@ -22,10 +22,13 @@ architecture embed into the same space, so a peer's PKB is meaningful to them.
 
 3. **Peers' anchor-keyed PKBs** (``peer_anchors``, device-to-device): each peer's own
    embeddings of the same anchor images (:func:`crlsc_fl.kb.builders.build_anchor_pkb`).
-   The device aligns its anchor embeddings to each peer's keys with the same loss, weight
-   ``align_weight * peer_weight`` averaged over peers: it learns how a peer that trained on
-   other private images sees the public images. Measured in ``benchmarks/stage1_d2d.py``:
-   this, not retrieval from a peer's PKB, is what carries a peer's knowledge (README).
+   The device aligns its anchor embeddings to each peer's keys with the same loss: it
+   learns how a peer that trained on other private images sees the public images. With
+   ``mentor_keys=True`` the peers' term (averaged over peers, weight ``peer_weight``) is
+   added to the mentor's; with ``mentor_keys=False`` the anchor set gives only the images
+   and the peers' keys are the device's whole grounding (weight ``align_weight``, averaged
+   over peers). Measured in ``benchmarks/stage1_d2d.py``: the second form, not retrieval
+   from a peer's PKB, carries a peer's knowledge (README, device to device).
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class GroundedCRLSCMethod(CRLSCMethod):
         anchors: AnchorSet | None = None,
         grounding: GroundingConfig | None = None,
         peer_anchors: Sequence[AnchorSet] = (),
+        mentor_keys: bool = True,
     ) -> None:
         super().__init__(encoder, config, kb, fusion or grounded_fusion(encoder.dim))
         if kb is None:  # the base class sets no KB (and so no fusion) when none is given
@@ -114,7 +118,7 @@ class GroundedCRLSCMethod(CRLSCMethod):
         self.align_loss = AnchorAlignmentLoss(g.align_temperature, g.target_temperature if g.targets == "soft" else None)
         self.anchors: AnchorSet | None = None
         self._peer_targets: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.set_anchors(anchors, peer_anchors)
+        self.set_anchors(anchors, peer_anchors, mentor_keys)
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
         if kb is None:
@@ -122,15 +126,19 @@ class GroundedCRLSCMethod(CRLSCMethod):
             return
         super().set_knowledge_base(kb)
 
-    def set_anchors(self, anchors: AnchorSet | None, peer_anchors: Sequence[AnchorSet] = ()) -> None:
-        """Swap the anchor set (``None``: no grounding term, plain KB-guided training) and the
-        peers' anchor-keyed PKBs (same images, in the same order)."""
+    def set_anchors(self, anchors: AnchorSet | None, peer_anchors: Sequence[AnchorSet] = (), mentor_keys: bool = True) -> None:
+        """Swap the anchor set (``None``: no grounding term, plain KB-guided training), the
+        peers' anchor-keyed PKBs (same images, in the same order) and whether the anchor
+        set's own keys are targets too."""
         self.anchors = anchors
         self._peer_targets = []
+        self.mentor_keys = mentor_keys
         if anchors is None:
             if peer_anchors:
                 raise ValueError("peer anchor-keyed PKBs need the anchor set they are keyed by")
             return
+        if not mentor_keys and not peer_anchors:
+            raise ValueError("mentor_keys=False leaves the anchors without targets: give peer_anchors")
         anchors.check_dim(self.encoder.dim)
         self._anchor_pixels = anchors.images
         self._anchor_keys, self._anchor_targets = self._targets(anchors)
@@ -158,8 +166,11 @@ class GroundedCRLSCMethod(CRLSCMethod):
         # One forward pass for queries and anchors (one BatchNorm batch, less overhead than two).
         q, anchor_z = self.encoder(torch.cat([view1, anchor_view])).split([batch, len(picked)])
         contrastive = self.loss_fn(self.first_view(q), self.encoder(view2))
-        align = self.align_loss(anchor_z, self._anchor_keys, self._anchor_targets[picked])
-        if self._peer_targets:
-            peers = [self.align_loss(anchor_z, keys, index[picked]) for keys, index in self._peer_targets]
-            align = align + self.grounding.peer_weight * torch.stack(peers).mean()
+        peers = [self.align_loss(anchor_z, keys, index[picked]) for keys, index in self._peer_targets]
+        if not self.mentor_keys:
+            align = torch.stack(peers).mean()
+        else:
+            align = self.align_loss(anchor_z, self._anchor_keys, self._anchor_targets[picked])
+            if peers:
+                align = align + self.grounding.peer_weight * torch.stack(peers).mean()
         return contrastive + self.grounding.align_weight * align

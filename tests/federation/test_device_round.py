@@ -1,11 +1,13 @@
 """One device round without Flower: evaluation on the shared test subset with the whole
-shard as the kNN bank, the architecture's own width in the encoder and the metrics."""
+shard as the kNN bank, the architecture's own width in the encoder, the metrics, and
+anchor-keyed PKBs from device to device."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +16,9 @@ from crlsc_fl.federation import device_round
 from crlsc_fl.federation.device_round import RoundTask, evaluate_encoder, run_device_round
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices
-from crlsc_fl.models.encoders import build_encoder
+from crlsc_fl.eval.features import encode_images
+from crlsc_fl.kb.anchors import AnchorSet
+from crlsc_fl.models.encoders import build_encoder, load_encoder
 
 VALUES = {
     "devices.num-devices": 4, "data.dataset": "synthetic", "data.samples-per-device": 16, "data.test-samples": 60,
@@ -66,3 +70,30 @@ def test_a_round_trains_its_architectures_width_and_reports_sizes(tmp_path: Path
         assert metrics["parameters"] == expected
         assert metrics["flops_per_image"] > 0 and 0 <= metrics["knn_top1"] <= 100
     assert len(outcomes) == 2 and all(c["test"] == cfg.data.test_samples for c in captured)
+
+
+@pytest.mark.parametrize("knowledge", ["anchor-pkb", "random-anchor-pkb"])
+def test_anchor_keyed_pkbs_go_from_device_to_device(tmp_path: Path, knowledge: str) -> None:
+    """Round 1: device 0 (grounded by the mentor's anchors) returns its anchor-keyed PKB, its
+    own view of the anchors or, as the control, seeded random keys. Round 2: device 1 trains
+    with those keys as its only alignment targets and keeps them."""
+    cfg = from_flat({**VALUES, "train.kb-method": "crlsc-grounded", "kb.anchors": 8, "topology.peer-knowledge": knowledge})
+    images = np.asarray(federated_data(cfg).train.images[:8])
+    keys = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
+    anchors = AnchorSet(images, keys / np.linalg.norm(keys, axis=1, keepdims=True), source="mentor")
+    first = run_device_round(cfg, 0, RoundTask("p2p", 1, "crlsc-grounded", 16, return_pkb=True, anchor_key="anchors"),
+                             DeviceStore(tmp_path, "run", "p2p", 0), {"anchors": anchors.to_bytes()})
+    assert first.pkb is not None
+    view = anchors.keys_from_bytes(first.pkb)
+    np.testing.assert_allclose(np.linalg.norm(view.keys, axis=1), 1.0, atol=2e-3)
+    if knowledge == "anchor-pkb":  # the device's projections of the anchors (its stored weights are float16)
+        encoder = load_encoder(DeviceStore(tmp_path, "run", "p2p", 0).encoder_file)
+        own = torch.nn.functional.normalize(encode_images(encoder, images, kind="projection"), dim=1).numpy()
+        assert (view.keys * own).sum(axis=1).min() > 0.99  # cosine per anchor
+    else:
+        rng_keys = np.random.default_rng([cfg.scenario.seed, 0, 1]).standard_normal((8, 16))
+        np.testing.assert_allclose(view.keys, rng_keys / np.linalg.norm(rng_keys, axis=1, keepdims=True), atol=2e-3)
+    store = DeviceStore(tmp_path, "run", "p2p", 1)
+    task = RoundTask("p2p", 2, "crlsc-grounded", 16, state_round=0, anchor_key="anchors", peer_anchor_keys=("pkb-p2p-d0-r1",))
+    second = run_device_round(cfg, 1, task, store, {"anchors": anchors.to_bytes(), "pkb-p2p-d0-r1": first.pkb})
+    assert second.metrics["steps"] > 0 and (store.path / "kb" / "pkb-p2p-d0-r1.kb").exists()

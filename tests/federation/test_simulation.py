@@ -1,6 +1,7 @@
 """End to end: the 5-device, 2-round CI scenario through a real Flower simulation, with the
 offline image mentor (EfficientNet-Lite0 at 64 px, PCA to 32 dims) grounding the devices
-(``crlsc-grounded``: the SKB and 50 anchors go cloud -> edge -> device)."""
+(``crlsc-grounded``: the SKB and 50 anchors go cloud -> edge -> device), and P2P / hybrid
+devices exchanging anchor-keyed PKBs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ GROUNDED_IMAGE_MENTOR = {
     "devices.width": 0.5, "kb.server-model": "efficientnet-lite0", "kb.source": "image", "kb.image-size": 64, "kb.dim": 32, "kb.m": 8,
     "kb.anchors": 50, "train.kb-method": "crlsc-grounded", "grounding.anchor-batch": 16, "fusion.top-n": 10,
     "fusion.noise-variance": 0.2 / 32, "fusion.query": "normalized", "fusion.scale": "temperature",
+    "topology.peer-knowledge": "anchor-pkb",  # p2p and hybrid devices ground each other (the paper's PKBs: other simulations)
 }
 
 
@@ -54,6 +56,11 @@ def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path,
         received = [t["dst"] for t in transfers if t["kind"] == "anchors" and t["tier"] == "edge-device"]
         assert sorted(received) == [f"device-{d}" for d in range(5)], topology
         assert all(t["nbytes"] == mentor["anchor_bytes"] for t in transfers if t["kind"] == "anchors")
+    for topology in ("p2p", "hybrid"):  # from round 2, peers' anchor-keyed PKBs (50 x 32 float16 keys) move device to device
+        transfers = json.loads((run_dir / f"communication-{topology}.json").read_text())["transfers"]
+        peer_views = [t for t in transfers if t["kind"] == "anchor-pkb"]
+        assert peer_views and all(t["tier"] == "d2d" and t["server_round"] == 2 for t in peer_views), topology
+        assert all(50 * 32 * 2 < t["nbytes"] < 50 * 32 * 2 + 400 for t in peer_views)
     full_summary = json.loads((run_dir / "summary.json").read_text())
     summary = full_summary["topologies"]
     footprint = full_summary["footprint"]

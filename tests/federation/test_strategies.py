@@ -109,6 +109,26 @@ def test_grounded_p2p_aligns_from_round_one_and_then_uses_pkbs(make_context) -> 
     assert not any(t.kind == "kb" and t.src == "cloud" for t in strategy.ledger.transfers)  # the SKB never moves
 
 
+@pytest.mark.parametrize("knowledge", ["anchor-pkb", "random-anchor-pkb"])
+@pytest.mark.parametrize("topology", ["p2p", "hybrid"])
+def test_anchor_keyed_peer_knowledge_goes_to_the_alignment_not_the_kb(make_context, topology: str, knowledge: str) -> None:  # type: ignore[no-untyped-def]
+    strategy = STRATEGIES.get(topology)(make_context(**GROUNDED, **{"topology.peer-knowledge": knowledge}))
+    strategy.deliveries(1)
+    strategy.after_round(1, {d: pkb_reply(d) for d in range(12)})
+    receivers = 0
+    for device, task, to_send, _ in strategy.deliveries(2):
+        peers = strategy.peers[device] if topology == "p2p" else strategy.mentors_of.get(device, [])
+        if not peers:  # hybrid mentors keep training with the SKB
+            assert task.kb_keys == ("skb-test",) and task.peer_anchor_keys == ()
+            continue
+        receivers += 1
+        assert task.method == "crlsc-grounded" and task.kb_keys == () and task.anchor_key == "anchors-test"
+        assert task.peer_anchor_keys == tuple(f"pkb-{topology}-d{p}-r1" for p in peers)
+        assert sorted(to_send) == sorted(task.peer_anchor_keys)  # the anchor images are held since round 1
+    moved = [t for t in strategy.ledger.transfers if t.server_round == 2]
+    assert receivers and moved and all(t.kind == "anchor-pkb" and t.tier == "d2d" for t in moved)
+
+
 def test_grounded_hybrid_and_local(make_context) -> None:  # type: ignore[no-untyped-def]
     hybrid = STRATEGIES.get("hybrid")(make_context(**GROUNDED))
     for device, task, to_send, _ in hybrid.deliveries(1):

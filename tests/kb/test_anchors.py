@@ -39,6 +39,31 @@ def test_other_bytes_are_rejected(anchors: AnchorSet) -> None:
         AnchorSet.from_bytes(b"CRLSCKB1" + anchors.to_bytes()[8:])
 
 
+def test_anchor_keyed_pkb_travels_as_keys_alone(anchors: AnchorSet) -> None:
+    view = np.random.default_rng(1).normal(size=(20, 16)).astype(np.float32)
+    peer = anchors.with_keys(view, source="anchor-pkb:device-3")
+    blob = peer.keys_to_bytes()
+    assert len(blob) < 20 * 16 * 2 + 300  # float16 keys and a short header, no images
+    back = anchors.keys_from_bytes(blob)
+    assert back.source == "anchor-pkb:device-3" and back.images is anchors.images
+    np.testing.assert_allclose(back.keys, view, atol=2e-3)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda blob: blob[:-2] + bytes([blob[-2] ^ 0xFF]) + blob[-1:], "corrupt anchor-keyed PKB bytes"),
+    (lambda blob: b"CRLSCAN1" + blob[8:], "corrupt anchor-keyed PKB bytes"),
+])
+def test_damaged_anchor_keyed_pkb_is_rejected(anchors: AnchorSet, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AnchorSetError, match=message):
+        anchors.keys_from_bytes(damage(anchors.keys_to_bytes()))
+
+
+def test_anchor_keyed_pkb_of_another_anchor_set_is_rejected(anchors: AnchorSet) -> None:
+    other = AnchorSet(anchors.images[:10], anchors.keys[:10], source="other")
+    with pytest.raises(AnchorSetError, match="keys 10 anchors, this anchor set holds 20"):
+        anchors.keys_from_bytes(other.keys_to_bytes())
+
+
 def test_dimension_check(anchors: AnchorSet) -> None:
     anchors.check_dim(16)
     with pytest.raises(AnchorSetError, match="output dimension 8 does not match the anchor keys' dimension 16"):

@@ -74,4 +74,3 @@ def test_anchor_pkb_is_the_encoders_unit_view_of_the_anchors() -> None:
     expected = torch.nn.functional.normalize(encode_images(encoder, images, kind="projection"), dim=1).numpy()
     assert pkb.source == "anchor-pkb:d3" and np.array_equal(pkb.images, images)
     np.testing.assert_allclose(pkb.keys, expected, atol=1e-6)
-    assert pkb.key_nbytes == 6 * 8 * 2

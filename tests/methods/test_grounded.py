@@ -90,3 +90,22 @@ def test_peer_anchor_keys_must_match_the_anchor_set() -> None:
         build_method("crlsc-grounded", encoder, anchors=anchors, peer_anchors=(anchors.with_keys(np.eye(8, 4, dtype=np.float32), "peer"),))
     with pytest.raises(ValueError, match="need the anchor set"):
         build_method("crlsc-grounded", encoder, peer_anchors=(anchors,))
+    with pytest.raises(ValueError, match="without targets"):
+        build_method("crlsc-grounded", encoder, anchors=anchors, mentor_keys=False)
+
+
+def test_without_mentor_keys_the_peers_keys_are_the_whole_grounding() -> None:
+    """``mentor_keys=False`` with one peer is the same loss as that peer's keys as the anchor
+    set's own (the ``peer-grounded`` condition of the d2d benchmark)."""
+    images = np.random.default_rng(0).integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    mentor, peer = (AnchorSet(images, rng.normal(size=(16, DIM)).astype(np.float32), source=s) for s in ("mentor", "peer"))
+    view1, view2 = (torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in (2, 3))
+    losses = []
+    for options in ({"anchors": mentor, "peer_anchors": (peer,), "mentor_keys": False}, {"anchors": peer}):
+        torch.manual_seed(0)
+        encoder = build_encoder("resnet18", dim=DIM, hidden_dim=16)
+        method = build_method("crlsc-grounded", encoder, TrainConfig(batch_size=8, seed=0),
+                              grounding=GroundingConfig(anchor_batch=4), **options)
+        losses.append(float(method.training_loss(view1, view2)))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
