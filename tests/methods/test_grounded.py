@@ -107,5 +107,5 @@ def test_without_mentor_keys_the_peers_keys_are_the_whole_grounding() -> None:
         encoder = build_encoder("resnet18", dim=DIM, hidden_dim=16)
         method = build_method("crlsc-grounded", encoder, TrainConfig(batch_size=8, seed=0),
                               grounding=GroundingConfig(anchor_batch=4), **options)
-        losses.append(float(method.training_loss(view1, view2)))
+        losses.append(float(method.training_loss(view1, view2).detach()))
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
