@@ -102,7 +102,7 @@ def main(grid: Grid, context: Context) -> None:
     resume = cfg.scenario.resume
     writer = RunWriter(Path(resume) if resume else run_directory(cfg, context.run_id))
     checkpoints = Checkpoints(writer.run_dir)
-    topologies = cfg.scenario.topology_list
+    topologies = cfg.scenario.topologies
     if resume:  # continue the run recorded there: its device state is named by its first run id
         run_key = str(json.loads((writer.run_dir / "config.json").read_text())["run_id"])
         done = checkpoints.progress(topologies)

@@ -257,7 +257,7 @@ class KnowledgeTransferStrategy(Strategy):
         online = set(grid.get_node_ids())
         self.absent = {d: "dropped" for d in dropped_devices(cfg, server_round)}
         self.absent.update({d: "offline" for d, node in self.ctx.node_ids.items() if node not in online and d not in self.absent})
-        corruptions = cfg.faults.corruptions()
+        corruptions = cfg.faults.corrupt_kb
         self.sent, self.corrupted, self.messages = {}, [], {}
         for device, task, to_send, weights in self.deliveries(server_round, self.absent):
             digests = {key: digest(blob) for key, blob in to_send.items()}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from crlsc_fl.config import ARCHITECTURES, parse_list
 from strategies.base import DevicePlan, KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 
@@ -23,11 +22,11 @@ class HybridStrategy(KnowledgeTransferStrategy):
 
     def setup(self) -> None:
         cfg = self.ctx.cfg
-        mentor_archs = set(parse_list("topology.hybrid-mentors", cfg.topology.hybrid_mentors, ARCHITECTURES))
+        mentor_archs = set(cfg.topology.hybrid_mentors)
         self.mentors = [s.device for s in self.ctx.devices if s.arch in mentor_archs]
         if not self.mentors:
             raise ValueError(
-                f"topology.hybrid-mentors={cfg.topology.hybrid_mentors!r} matches no device; "
+                f"topology.hybrid-mentors={','.join(cfg.topology.hybrid_mentors)!r} matches no device; "
                 f"architectures present: {sorted({s.arch for s in self.ctx.devices})}"
             )
         rng = np.random.default_rng(cfg.scenario.seed)

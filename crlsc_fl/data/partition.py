@@ -10,10 +10,13 @@ overlaps a device shard.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
-PARTITIONERS = ("iid", "dirichlet")
+PartitionScheme = Literal["iid", "dirichlet"]
+PARTITIONERS: tuple[str, ...] = get_args(PartitionScheme)
+
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,22 @@ label with weight exp(sim / tau); top-1 and top-5 are read off the vote totals.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+
+from crlsc_fl.validation import component
+
+
+@component
+class KNNEvalConfig:
+    """How every device's encoder is monitored (the scenario's ``[eval]`` table): ``knn_k``
+    neighbours voting at ``knn_temperature``."""
+
+    knn_k: Annotated[int, Field(ge=1)] = 20  # lightly uses 200 for a 50k bank; device banks hold a few hundred images
+    knn_temperature: Annotated[float, Field(gt=0)] = 0.1
 
 
 @torch.no_grad()

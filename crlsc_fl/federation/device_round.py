@@ -9,7 +9,6 @@ it in a plain loop.
 
 from __future__ import annotations
 
-import math
 import time
 from functools import lru_cache
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices
 from crlsc_fl.kb.anchors import AnchorSet
 from crlsc_fl.kb.builders import build_anchor_pkb, build_pkb
-from crlsc_fl.kb.knowledge_base import KBConfig
 from crlsc_fl.kb.union import KnowledgeBaseUnion
 from crlsc_fl.methods import TrainConfig, build_method
 from crlsc_fl.models.encoders import LocalEncoder, build_encoder, count_flops, count_parameters
@@ -63,10 +61,7 @@ def encoder_flops(arch: str, dim: int, stem: str, width: float) -> int:
 
 
 def train_config(cfg: ScenarioConfig, device: int) -> TrainConfig:
-    return TrainConfig(
-        batch_size=cfg.train.batch_size, lr=cfg.train.lr, temperature=cfg.train.temperature,
-        total_epochs=cfg.scenario.rounds * cfg.train.local_epochs, seed=cfg.scenario.seed * 100_003 + device,
-    )
+    return cfg.train.for_device(device, cfg.scenario.seed, cfg.scenario.rounds)
 
 
 def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, device: int) -> dict[str, float]:
@@ -144,14 +139,8 @@ def run_device_round(
             raise ValueError(f"device {device}: topology.peer-knowledge={cfg.topology.peer_knowledge!r} needs the anchor set")
         pkb_blob = anchor_keyed_pkb(cfg, encoder, anchors, device, task.server_round).keys_to_bytes()
     elif task.return_pkb:
-        pkb_images = images[: cfg.kb.pkb_samples] if cfg.kb.pkb_samples else images
-        # PQ needs at least 2**nbits training vectors; small shards get fewer centroids.
-        nbits = min(cfg.kb.pkb_nbits, int(math.log2(len(pkb_images))))
-        m = cfg.kb.pkb_m if task.dim % cfg.kb.pkb_m == 0 else 1
-        pkb = build_pkb(
-            encoder, pkb_images, KBConfig(cfg.kb.pkb_index, m, nbits, nlist=max(1, len(pkb_images) // 39)),
-            source=f"device-{device}", round=task.server_round,
-        )
+        pkb_images = images[: cfg.pkb.samples] if cfg.pkb.samples else images
+        pkb = build_pkb(encoder, pkb_images, cfg.pkb.for_shard(task.dim, len(pkb_images)), source=f"device-{device}", round=task.server_round)
         pkb_blob = pkb.to_bytes()
 
     store.save(method, topology=task.topology, device=device, round=task.server_round)

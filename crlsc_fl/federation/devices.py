@@ -10,12 +10,74 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
-from crlsc_fl.config import COMPUTE_PROFILES, ScenarioConfig, parse_mixture
 from crlsc_fl.data import ImageDataset, Partition, load_dataset, partition_dataset
 from crlsc_fl.data.paths import data_dir_named
+from crlsc_fl.models.encoders import ENCODERS, STEMS
+from crlsc_fl.validation import check_weights, component, mixture, number, parse_weights, registered
+
+if TYPE_CHECKING:
+    from crlsc_fl.config import ScenarioConfig
+
+# Simulated device throughput (training images per second) per compute profile; it only
+# turns counted work into simulated seconds, real compute is whatever this machine does.
+COMPUTE_PROFILES = {"low": 50.0, "mid": 200.0, "high": 800.0}
+ARCHITECTURE_FORMAT = "'arch:fraction' or 'arch@width:fraction', e.g. 'resnet18@0.25:0.6,resnet50:0.4'"
+
+
+def parse_architectures(value: Any) -> Any:
+    """``"resnet18@0.25:0.6,resnet50:0.4"`` -> {arch: (width or None, fraction)}."""
+    if not isinstance(value, str):
+        return value
+    mix: dict[str, tuple[float | None, float]] = {}
+    for name, fraction in parse_weights(value).items():
+        arch, at, width = (part.strip() for part in name.partition("@"))
+        if arch in mix:
+            raise ValueError(f"names {arch!r} twice; give each architecture once ({ARCHITECTURE_FORMAT})")
+        mix[arch] = (number(width, f"width of {arch!r}", ARCHITECTURE_FORMAT) if at else None,
+                     number(fraction, f"fraction of {arch!r}", ARCHITECTURE_FORMAT))
+    return mix
+
+
+def check_architectures(mix: dict[str, tuple[float | None, float]]) -> dict[str, tuple[float | None, float]]:
+    check_weights({arch: fraction for arch, (_, fraction) in mix.items()}, ENCODERS.names())
+    for arch, (width, _) in mix.items():
+        if width is not None and not 0 < width <= 4:
+            raise ValueError(f"width {width!r} of {arch!r} out of range (0, 4] ({ARCHITECTURE_FORMAT})")
+    return mix
+
+
+def write_architectures(mix: dict[str, tuple[float | None, float]]) -> str:
+    return ",".join(f"{arch}{'' if width is None else f'@{width!r}'}:{fraction!r}" for arch, (width, fraction) in mix.items())
+
+
+ArchitectureMix = Annotated[
+    dict[str, tuple[float | None, float]],
+    BeforeValidator(parse_architectures), AfterValidator(check_architectures), PlainSerializer(write_architectures),
+]
+
+
+@component
+class DevicesConfig:
+    """The simulated devices (the scenario's ``[devices]`` table): how many, their encoder
+    architectures in proportions (``arch@width:fraction``), ResNet stem and compute
+    profiles. ``width`` is the channel width multiplier of every ResNet without its own
+    ``@width`` (1.0 = torchvision's; 0.25 trains ~12x faster on a CPU while ResNet-18/34/50
+    still differ in depth and capacity)."""
+
+    num_devices: Annotated[int, Field(ge=1, le=10000)] = 100
+    architectures: ArchitectureMix = Field(default_factory=lambda: parse_architectures("resnet18:0.6,resnet34:0.3,resnet50:0.1"))
+    stem: registered(lambda: STEMS) = "imagenet"  # type: ignore[valid-type]
+    profiles: mixture(lambda: COMPUTE_PROFILES) = Field(default_factory=lambda: {"low": 0.3, "mid": 0.5, "high": 0.2})  # type: ignore[valid-type]
+    width: Annotated[float, Field(gt=0, le=4)] = 1.0
+
+    def architecture_mix(self) -> dict[str, tuple[float, float]]:
+        """{arch: (width, fraction)}, widths defaulting to ``width``."""
+        return {arch: (self.width if width is None else width, fraction) for arch, (width, fraction) in self.architectures.items()}
 
 
 @dataclass(frozen=True)
@@ -48,7 +110,7 @@ def plan_devices(cfg: ScenarioConfig) -> list[DeviceSpec]:
     rng = np.random.default_rng(cfg.scenario.seed)
     mix = cfg.devices.architecture_mix()
     archs = _assign({arch: fraction for arch, (_, fraction) in mix.items()}, n, rng)
-    profiles = _assign(parse_mixture("devices.profiles", cfg.devices.profiles, tuple(COMPUTE_PROFILES)), n, rng)
+    profiles = _assign(cfg.devices.profiles, n, rng)
     return [DeviceSpec(i, a, p, mix[a][0]) for i, (a, p) in enumerate(zip(archs, profiles))]
 
 

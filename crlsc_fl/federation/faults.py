@@ -14,15 +14,53 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import BeforeValidator, Field, PlainSerializer
 
-from crlsc_fl.config import ScenarioConfig
+from crlsc_fl.validation import component
+
+if TYPE_CHECKING:
+    from crlsc_fl.config import ScenarioConfig
+
+KBCorruption = Literal["flip", "wrong-dim"]
+KB_CORRUPTIONS: tuple[str, ...] = get_args(KBCorruption)
 
 # Independent seeded streams per kind of fault.
 DROPOUT_STREAM = 101
 CORRUPT_STREAM = 202
 FLIPPED_BYTES = 16
+
+
+def parse_corruptions(value: Any) -> Any:
+    """``"3:flip, 5:wrong-dim"`` -> {3: "flip", 5: "wrong-dim"}."""
+    if not isinstance(value, str):
+        return value
+    out: dict[int, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        device, _, mode = item.partition(":")
+        if not device.strip().isdigit():
+            raise ValueError(f"{item!r} is not 'device:mode' (e.g. '3:flip')")
+        out[int(device)] = mode.strip()
+    return out
+
+
+Corruptions = Annotated[
+    dict[int, KBCorruption],
+    BeforeValidator(parse_corruptions),
+    PlainSerializer(lambda modes: ",".join(f"{device}:{mode}" for device, mode in modes.items())),
+]
+
+
+@component
+class FaultsConfig:
+    """Injected faults (all seeded, so a rerun or a resumed run sees the same ones):
+    ``dropout`` (per device and round, in [0, 1)) and ``corrupt_kb`` ("device:mode,...",
+    modes ``KB_CORRUPTIONS``), as described above."""
+
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    corrupt_kb: Corruptions = Field(default_factory=dict)
 
 
 def digest(blob: bytes) -> str:

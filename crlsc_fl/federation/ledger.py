@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from crlsc_fl.config import NetworkSection
+from crlsc_fl.federation.network import NetworkConfig
 
 TIERS = ("cloud-edge", "edge-device", "d2d")
 
@@ -28,7 +28,7 @@ class Transfer:
 
 
 class CommLedger:
-    def __init__(self, network: NetworkSection) -> None:
+    def __init__(self, network: NetworkConfig) -> None:
         self.network = network
         self.transfers: list[Transfer] = []
 

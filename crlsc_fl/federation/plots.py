@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 
 from crlsc_fl.federation.results import summarize
-
-ARCH_ORDER = ("resnet18", "resnet34", "resnet50")
-
+from crlsc_fl.models.encoders import ENCODERS
 
 def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict[str, Any] | None = None) -> list[Path]:
     """``runs`` maps a label prefix ('' for a single run) to its metric rows; ``stage2`` is a
@@ -47,7 +45,7 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
     ax.legend(fontsize=8)
     paths.append(_save(fig, out_dir / "accuracy_vs_round.png"))
 
-    archs = [a for a in ARCH_ORDER if any(a in s["knn_top1_by_arch"] for s in summaries.values())]
+    archs = [a for a in ENCODERS.names() if any(a in s["knn_top1_by_arch"] for s in summaries.values())]
     fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.2 * max(len(archs), 1), 4), sharey=True, squeeze=False)
     for ax, arch in zip(axes[0], archs):
         for label, s in summaries.items():

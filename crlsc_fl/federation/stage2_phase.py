@@ -41,7 +41,7 @@ def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore)
     train, held_out = images[: s.train_samples], images[s.train_samples : s.train_samples + s.eval_samples]
     return train_device_decoder(
         store.encoder_file, train, held_out if len(held_out) else train,
-        {"layer": s.layer, "num_codes": s.num_codes, "epochs": s.epochs, "seed": cfg.scenario.seed},
+        s.link_config(cfg.scenario.seed),
         channel=s.channel, channel_params=s.channel_params(),
     )
 

@@ -7,18 +7,21 @@ vectors depend on, so the server builds a given SKB (:mod:`crlsc_fl.kb.mentor`) 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from crlsc_fl.data.paths import cache_dir
 from crlsc_fl.eval.features import encode_images
 from crlsc_fl.kb.anchors import AnchorSet
-from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
+from crlsc_fl.kb.knowledge_base import CodeBits, KBConfig, KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.models.encoders import LocalEncoder
+from crlsc_fl.validation import component
 
 
 def content_key(*parts: object) -> str:
@@ -43,6 +46,27 @@ def cached_kb(key: str, build: Callable[[], KnowledgeBase], use_cache: bool = Tr
         tmp.write_bytes(kb.to_bytes())
         os.replace(tmp, path)
     return kb
+
+
+@component
+class PKBConfig(KBConfig):
+    """The devices' PKB index (the scenario's ``[pkb]`` table): the :class:`KBConfig` fields,
+    fitted to each shard by :meth:`for_shard`, and ``samples`` (images encoded into it,
+    0 = the whole shard). ``nlist`` follows the shard (one list per ~39 vectors, faiss's
+    guideline), so it is no scenario key."""
+
+    nbits: CodeBits = 6
+    nlist: int = Field(256, ge=1, exclude=True)
+    samples: Annotated[int, Field(ge=0)] = 0
+
+    def for_shard(self, dim: int, count: int) -> KBConfig:
+        """The index for ``count`` vectors of dimension ``dim``: PQ needs at least 2**nbits
+        training vectors, so small shards get fewer centroids; an ``m`` that does not divide
+        ``dim`` falls back to 1 sub-vector."""
+        return KBConfig(
+            self.index_type, self.m if dim % self.m == 0 else 1, min(self.nbits, int(math.log2(count))),
+            nlist=max(1, count // 39), nprobe=self.nprobe,
+        )
 
 
 def build_pkb(

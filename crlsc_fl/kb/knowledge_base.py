@@ -5,7 +5,7 @@ sub-space is clustered into k* = 2**nbits centroids, so a vector is stored in m*
 and the codebooks take m x d* x k* floats. SKB (server, built from S_e outputs) and PKB
 (device, built from L_e outputs) are the same class.
 
-Index types (``KB_TYPES``): ``pq`` (IndexPQ, exhaustive ADC search), ``ivfpq`` (IndexIVFPQ,
+Index types (``INDEX_TYPES``): ``pq`` (IndexPQ, exhaustive ADC search), ``ivfpq`` (IndexIVFPQ,
 for large KBs; ``nprobe`` lists are scanned), ``flat`` (exact, uncompressed; a reference).
 All use the inner-product metric on L2-normalised vectors (cosine similarity).
 
@@ -17,18 +17,23 @@ or centroids).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Annotated, Literal, get_args
 
 import faiss
 import numpy as np
 
+from pydantic import Field
+
 from crlsc_fl.kb import wire
-from crlsc_fl.registry import Registry
+from crlsc_fl.validation import component
 
 MAGIC = b"CRLSCKB1"
-KB_TYPES: Registry[str] = Registry("knowledge-base type")
-for _name in ("pq", "ivfpq", "flat"):
-    KB_TYPES.register(_name)(_name)
+IndexType = Literal["pq", "ivfpq", "flat"]
+INDEX_TYPES: tuple[str, ...] = get_args(IndexType)
+# the sub-vector codes of a PQ index: k* = 2**nbits centroids per sub-quantiser
+CodeBits = Annotated[int, Field(ge=1, le=16)]
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
 class KnowledgeBaseError(ValueError):
@@ -49,25 +54,27 @@ class KBMetadata:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@component
 class KBConfig:
-    """Index parameters. ``m`` sub-vectors (must divide dim), ``nbits`` per code (k* = 2**nbits),
-    ``nlist``/``nprobe`` for ``ivfpq``."""
+    """Index parameters. ``index_type`` (``INDEX_TYPES``), ``m`` sub-vectors (must divide
+    dim), ``nbits`` per code (k* = 2**nbits), ``nlist``/``nprobe`` for ``ivfpq``."""
 
-    index_type: str = "pq"
-    m: int = 48
-    nbits: int = 8
-    nlist: int = 256
-    nprobe: int = 16
+    index_type: IndexType = "pq"
+    m: PositiveInt = 48
+    nbits: CodeBits = 8
+    nlist: PositiveInt = 256
+    nprobe: PositiveInt = 16
+
+    def index_settings(self) -> dict[str, object]:
+        """The index fields alone (what a KB records in its metadata), also of a subclass."""
+        return {f.name: getattr(self, f.name) for f in fields(KBConfig)}
 
     def validate(self, dim: int, count: int) -> None:
-        KB_TYPES.get(self.index_type)
+        """The checks that need the data: ``m`` divides ``dim``, enough vectors to train."""
         if self.index_type == "flat":
             return
-        if self.m < 1 or dim % self.m:
+        if dim % self.m:
             raise KnowledgeBaseError(f"kb m={self.m} must divide the vector dimension {dim}")
-        if not 1 <= self.nbits <= 16:
-            raise KnowledgeBaseError(f"kb nbits={self.nbits} out of range [1, 16]")
         if count < 2**self.nbits:
             raise KnowledgeBaseError(
                 f"kb nbits={self.nbits} needs at least {2**self.nbits} training vectors, got {count}; lower nbits"
@@ -128,7 +135,7 @@ class KnowledgeBase:
         index.add(data)
         if config.index_type == "ivfpq":
             index.make_direct_map()  # lets reconstruct() find vectors by id
-        meta = KBMetadata(source, modality, model, dim, count, config.index_type, dict(extra, **asdict(config)))
+        meta = KBMetadata(source, modality, model, dim, count, config.index_type, dict(extra, **config.index_settings()))
         return cls(index, meta)
 
     # -- properties ---------------------------------------------------------------------

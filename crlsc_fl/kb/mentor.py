@@ -22,66 +22,61 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 import numpy as np
+from pydantic import Field
 
 from crlsc_fl.data.datasets import ImageDataset
 from crlsc_fl.data.paths import cache_dir
 from crlsc_fl.kb.anchors import AnchorSet, select_anchors
 from crlsc_fl.kb.builders import cached_kb, content_key
-from crlsc_fl.kb.knowledge_base import KB_TYPES, KBConfig, KnowledgeBase
+from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
 from crlsc_fl.kb.projection import PCAProjection
 from crlsc_fl.kb.prompts import CLASS_NAMES, TEMPLATES, make_prompts
 from crlsc_fl.models.server_models import SERVER_MODELS, ServerEncoder, build_server_model
+from crlsc_fl.validation import component, registered
 
-MENTOR_SOURCES = ("text", "image", "random")
+MentorSource = Literal["text", "image", "random"]
+MENTOR_SOURCES: tuple[str, ...] = get_args(MentorSource)
 
 
-@dataclass(frozen=True)
-class MentorConfig:
-    """What the server builds (the scenario's ``[kb]`` table composes this).
+@component
+class MentorConfig(KBConfig):
+    """What the server builds: the scenario's ``[kb]`` table.
 
     ``server_model`` (with ``open_clip_model``/``pretrained`` for CLIP, ``image_size`` for
     EfficientNet-Lite) encodes the ``source``; ``dim`` is the SKB's (and so every device's)
     dimension, reached by PCA on the server (0 keeps the model's own dimension, no PCA);
-    ``anchors`` public images go with the SKB to each grounded device (0 = none, the paper);
-    ``index``/``m``/``nbits`` are the FAISS index (:class:`KBConfig`).
+    ``anchors`` public images go with the SKB to each grounded device (0 = none, the paper).
+    The SKB's FAISS index is configured by the inherited :class:`KBConfig` fields.
     """
 
-    source: str = "text"
-    server_model: str = "minilm"
+    source: MentorSource = "text"
+    server_model: registered(SERVER_MODELS.names) = "minilm"  # type: ignore[valid-type]
     open_clip_model: str = "ViT-B-32"
     pretrained: str = ""
-    image_size: int = 128
-    class_names: str = "imagenet"
-    templates: str = "simple"
-    dim: int = 0
-    anchors: int = 0
-    index: str = "pq"
-    m: int = 48
-    nbits: int = 8
+    image_size: Annotated[int, Field(ge=32)] = 128
+    class_names: registered(CLASS_NAMES.names) = "imagenet"  # type: ignore[valid-type]
+    templates: registered(TEMPLATES.names) = "simple"  # type: ignore[valid-type]
+    dim: Annotated[int, Field(ge=0)] = 0
+    anchors: Annotated[int, Field(ge=0)] = 0
 
     def __post_init__(self) -> None:
-        if self.source not in MENTOR_SOURCES:
-            raise ValueError(f"kb.source={self.source!r} is not allowed; valid: {', '.join(MENTOR_SOURCES)}")
         modalities = SERVER_MODELS.get(self.server_model).modalities
         if self.source != "random" and self.source not in modalities:
             raise ValueError(
-                f"kb.source={self.source!r} needs the server model's {self.source} tower, but "
-                f"kb.server-model={self.server_model!r} has only {', '.join(modalities)}"
+                f"source={self.source!r} needs the server model's {self.source} tower, but "
+                f"server-model={self.server_model!r} has only {', '.join(modalities)}"
             )
-        CLASS_NAMES.get(self.class_names)
-        TEMPLATES.get(self.templates)
-        KB_TYPES.get(self.index)
-        if self.dim < 0 or self.dim == 1 or (self.source == "random" and self.dim == 0):
-            raise ValueError(f"kb.dim={self.dim} must be >= 2 (0: the server model's own dimension; not allowed for source 'random')")
-        if self.anchors < 0:
-            raise ValueError(f"kb.anchors={self.anchors} must be >= 0")
-        if self.image_size < 32:
-            raise ValueError(f"kb.image-size={self.image_size} must be >= 32")
+        if self.dim == 1 or (self.source == "random" and self.dim == 0):
+            raise ValueError(f"dim={self.dim} must be >= 2 (0: the server model's own dimension; not allowed for source 'random')")
 
-    def kb_config(self) -> KBConfig:
-        return KBConfig(self.index, self.m, self.nbits)
+    def known_dim(self) -> int | None:
+        """The SKB's dimension when it is known without loading the server model."""
+        # models whose class states its dimension (MiniLM, EfficientNet-Lite); open_clip's
+        # depends on the config and is known only once loaded
+        return self.dim or getattr(SERVER_MODELS.get(self.server_model), "dim", None)
 
     def build_server(self) -> ServerEncoder:
         """The server model S_e, loaded as configured."""
@@ -154,10 +149,9 @@ def build_mentor_knowledge(
         else:  # an anchor's key: its label's prompt, so grounding a text mentor uses the public labels
             label_prompts = [f"a photo of a {name}." for name in public.class_names]
             anchor_keys = project(server_features(server, "text", label_prompts))[public.labels[anchor_ids]]
-    kb_config = config.kb_config()
     skb = cached_kb(
-        content_key("skb", model, skb_vectors, kb_config),
-        lambda: KnowledgeBase.build(skb_vectors, kb_config, source=source, modality=config.source, model=model),
+        content_key("skb", model, skb_vectors, config.index_settings()),
+        lambda: KnowledgeBase.build(skb_vectors, config, source=source, modality=config.source, model=model),
     )
     anchors = (
         AnchorSet(np.asarray(public.images)[anchor_ids], anchor_keys, source=f"anchors:{source}") if len(anchor_ids) else None

@@ -12,38 +12,38 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from crlsc_fl.augment.simclr import AugmentConfig, SimCLRAugment
 from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.loss.dcl_loss import DCLLoss
 from crlsc_fl.models.encoders import LocalEncoder
+from crlsc_fl.validation import component
 
 
-@dataclass(frozen=True)
+BatchSize = Annotated[int, Field(ge=2)]  # contrastive losses need negatives in the batch
+Positive = Annotated[float, Field(gt=0)]
+
+
+@component
 class TrainConfig:
     """Optimisation settings. ``total_epochs`` sets the cosine schedule's length when a device
-    trains in several calls (federated rounds); ``None`` means the epochs of the first call."""
+    trains in several calls (federated rounds); ``None`` means the epochs of the first call.
+    ``total_epochs``, ``seed`` and ``augment`` are set by the code that trains (a federated
+    device derives them from the scenario), not by a scenario's ``[train]`` table."""
 
-    batch_size: int = 256
-    lr: float = 0.005
-    weight_decay: float = 0.0
-    temperature: float = 0.1
-    total_epochs: int | None = None
-    seed: int = 0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size={self.batch_size} must be >= 2 (contrastive losses need negatives)")
-        if self.lr <= 0:
-            raise ValueError(f"lr={self.lr} must be > 0")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0")
+    batch_size: BatchSize = 256
+    lr: Positive = 0.005
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    temperature: Positive = 0.1
+    total_epochs: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
+    seed: int = Field(0, exclude=True)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, exclude=True)
 
 
 @dataclass

@@ -34,9 +34,10 @@ architecture embed into the same space, so a peer's PKB is meaningful to them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
 import torch
+from pydantic import Field
 
 from crlsc_fl.eval.features import images_to_tensor
 from crlsc_fl.kb.anchors import AnchorSet
@@ -47,6 +48,7 @@ from crlsc_fl.methods.crlsc import CRLSCMethod
 from crlsc_fl.methods.registry import METHODS
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
+from crlsc_fl.validation import component
 
 
 def grounded_fusion(dim: int) -> FusionConfig:
@@ -60,38 +62,28 @@ def grounded_fusion(dim: int) -> FusionConfig:
     )
 
 
-ANCHOR_TARGETS = ("soft", "onehot")
+AnchorTargets = Literal["soft", "onehot"]
+ANCHOR_TARGETS: tuple[str, ...] = get_args(AnchorTargets)
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
 
 
-@dataclass(frozen=True)
+@component
 class GroundingConfig:
-    """The alignment term: ``anchor_batch`` anchors per step, its weight and temperature;
-    ``targets`` ``soft`` (the mentor's similarities over the keys at ``target_temperature``)
-    or ``onehot`` (each anchor's own key); ``peer_weight``: each peers' anchor-keyed PKB
-    term relative to the mentor's. Defaults: the best of the single-seed exploration
-    (README, stage 1): soft targets added ~3 kNN points over one-hot, weight 3 ~2 more
-    over weight 1."""
+    """The alignment term (the scenario's ``[grounding]`` table): ``anchor_batch`` anchors per
+    step, its weight and temperature; ``targets`` ``soft`` (the mentor's similarities over
+    the keys at ``target_temperature``) or ``onehot`` (each anchor's own key);
+    ``peer_weight``: each peer's anchor-keyed PKB term relative to the mentor's. Defaults:
+    the best of the single-seed exploration (README, stage 1): soft targets added ~3 kNN
+    points over one-hot, weight 3 ~2 more over weight 1."""
 
-    anchor_batch: int = 128
-    align_weight: float = 3.0
-    align_temperature: float = 0.1
-    targets: str = "soft"
-    target_temperature: float = 0.05
-    peer_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.anchor_batch < 1:
-            raise ValueError(f"grounding.anchor-batch={self.anchor_batch} must be >= 1")
-        if self.align_weight < 0:
-            raise ValueError(f"grounding.align-weight={self.align_weight} must be >= 0")
-        if self.align_temperature <= 0:
-            raise ValueError(f"grounding.align-temperature={self.align_temperature} must be > 0")
-        if self.targets not in ANCHOR_TARGETS:
-            raise ValueError(f"grounding.targets={self.targets!r} is not allowed; valid: {', '.join(ANCHOR_TARGETS)}")
-        if self.target_temperature <= 0:
-            raise ValueError(f"grounding.target-temperature={self.target_temperature} must be > 0")
-        if self.peer_weight < 0:
-            raise ValueError(f"grounding.peer-weight={self.peer_weight} must be >= 0")
+    anchor_batch: Annotated[int, Field(ge=1)] = 128
+    align_weight: NonNegative = 3.0
+    align_temperature: Positive = 0.1
+    targets: AnchorTargets = "soft"
+    target_temperature: Positive = 0.05
+    # weight of peers' anchor-keyed PKBs next to the mentor's keys (benchmarks/stage1_d2d.py's peer-anchors)
+    peer_weight: NonNegative = 1.0
 
 
 @METHODS.register("crlsc-grounded")

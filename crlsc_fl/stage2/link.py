@@ -20,10 +20,11 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 import torch.nn.functional as F
 from torch import nn
 
@@ -36,48 +37,35 @@ from crlsc_fl.stage2.features import (
 )
 from crlsc_fl.stage2.lowlight import darken
 from crlsc_fl.stage2.quality import encoded_bytes, psnr, ssim
+from crlsc_fl.validation import build_component, component, registered
 
 
-@dataclass(frozen=True)
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+@component
 class LinkConfig:
     """Codebook, decoder and training settings of the link. The defaults train in 1-2 minutes
     on one CPU core for 2,000 CIFAR images with a resnet18 ``imagenet``-stem encoder, and
     send 4 indices x 8 bits = 32 bits per image; ``code_groups`` or an earlier ``layer``
     (layer2: 4x4 map, 128 bits) send more bits and reconstruct better, at a higher cost."""
 
-    layer: str = "layer3"  # z_e(x): 2x2 map with the imagenet stem on 32x32, 8x8 with the cifar stem
-    num_codes: int = 256  # K; each index costs ceil(log2 K) bits
-    code_groups: int = 1  # sub-vectors per map position, each with its own codebook (1 = plain VQ-VAE)
-    base_width: int = 128
-    min_width: int = 32
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 2e-3
-    kmeans_iterations: int = 10
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.layer not in FEATURE_LAYERS:
-            raise ValueError(f"layer={self.layer!r} unknown; valid: {', '.join(FEATURE_LAYERS)}")
-        for name in ("num_codes", "code_groups", "base_width", "min_width", "epochs", "batch_size"):
-            value = getattr(self, name)
-            low = 2 if name == "num_codes" else (0 if name == "epochs" else 1)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} out of range [{low}, inf), must be an integer")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr={self.lr!r} out of range (0, inf)")
-        if self.kmeans_iterations < 0:
-            raise ValueError(f"kmeans_iterations={self.kmeans_iterations!r} out of range [0, inf)")
+    # z_e(x): 2x2 map with the imagenet stem on 32x32, 8x8 with the cifar stem
+    layer: registered(lambda: FEATURE_LAYERS) = "layer3"  # type: ignore[valid-type]
+    num_codes: Annotated[int, Field(ge=2)] = 256  # K; each index costs ceil(log2 K) bits
+    code_groups: PositiveInt = 1  # sub-vectors per map position, each with its own codebook (1 = plain VQ-VAE)
+    base_width: PositiveInt = 128
+    min_width: PositiveInt = 32
+    epochs: Annotated[int, Field(ge=0)] = 10
+    batch_size: PositiveInt = 32
+    lr: Annotated[float, Field(gt=0)] = 2e-3
+    kmeans_iterations: Annotated[int, Field(ge=0)] = 10
+    seed: int = Field(0, exclude=True)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "LinkConfig":
         """Build from a dict such as a Flower config record; ``num-codes`` and ``num_codes`` both work."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        clean = {key.replace("-", "_"): value for key, value in values.items()}
-        unknown = sorted(set(clean) - names)
-        if unknown:
-            raise ValueError(f"unknown link config key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return cls(**clean)
+        return build_component(cls, values, "link")
 
 
 class SemanticLink(nn.Module):

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl import flwr_cli, launch
-from crlsc_fl.config import TOPOLOGIES
+from strategies import STRATEGIES
+
+TOPOLOGIES = STRATEGIES.names()
 
 REPO = Path(__file__).resolve().parents[2]
 GROUNDED_IMAGE_MENTOR = {

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import struct
 
+import re
+
 import numpy as np
 import pytest
 
-from crlsc_fl.kb.knowledge_base import KB_TYPES, MAGIC, KBConfig, KnowledgeBase, KnowledgeBaseError
-from crlsc_fl.registry import UnknownNameError
+from crlsc_fl.validation import ConfigError, build_component
+from crlsc_fl.kb.knowledge_base import INDEX_TYPES, MAGIC, KBConfig, KnowledgeBase, KnowledgeBaseError
 
 DIM = 64
 CONFIGS = {
@@ -50,8 +52,8 @@ def recall_at_10(ids: np.ndarray, exact_ids: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids)]))
 
 
-def test_registry() -> None:
-    assert KB_TYPES.names() == ["flat", "ivfpq", "pq"]
+def test_index_types() -> None:
+    assert sorted(INDEX_TYPES) == ["flat", "ivfpq", "pq"]
 
 
 @pytest.mark.parametrize(("name", "threshold"), [("pq", 0.7), ("ivfpq", 0.7), ("flat", 1.0)])
@@ -173,19 +175,26 @@ def test_dimension_mismatch(kbs) -> None:
         kb.search(np.zeros(DIM, dtype=np.float32), 3)
 
 
-def test_unknown_index_type_lists_valid_names() -> None:
-    with pytest.raises(UnknownNameError, match="unknown knowledge-base type 'hnsw'; valid: flat, ivfpq, pq"):
-        KnowledgeBase.build(np.ones((10, 8)), KBConfig(index_type="hnsw"))
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"index-type": "hnsw"}, "kb.index-type='hnsw': Input should be 'pq', 'ivfpq' or 'flat'"),
+        ({"m": 0}, "kb.m=0: Input should be greater than or equal to 1"),
+        ({"nbits": 0}, "kb.nbits=0: Input should be greater than or equal to 1"),
+        ({"nbits": 17}, "kb.nbits=17: Input should be less than or equal to 16"),
+        ({"nbits": 8.0}, "kb.nbits=8.0: Input should be a valid integer"),
+    ],
+)
+def test_bad_settings_name_the_key_and_what_is_allowed(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_component(KBConfig, values, "kb")
 
 
 @pytest.mark.parametrize(
     ("config", "count", "message"),
     [
         (KBConfig(m=5, nbits=4), 100, "m=5 must divide the vector dimension 16"),
-        (KBConfig(m=0, nbits=4), 100, "m=0 must divide"),
         (KBConfig(m=4, nbits=8), 100, "nbits=8 needs at least 256 training vectors, got 100"),
-        (KBConfig(m=4, nbits=0), 100, r"nbits=0 out of range \[1, 16\]"),
-        (KBConfig(m=4, nbits=17), 100, "nbits=17 out of range"),
         (KBConfig(index_type="ivfpq", m=4, nbits=4, nlist=256), 100, "nlist=256 exceeds the 100 vectors"),
     ],
 )

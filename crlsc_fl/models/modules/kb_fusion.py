@@ -27,49 +27,36 @@ the attention score.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 import torch.nn.functional as F
 from torch import nn
 
 from crlsc_fl.kb.knowledge_base import KnowledgeBase
+from crlsc_fl.validation import component
 
-FUSION_WEIGHTS = ("softmax", "raw")
-FUSION_SCALES = ("sqrt-d", "temperature")
-FUSION_QUERIES = ("raw", "normalized")
-FUSION_MODES = ("replace", "residual")
+FusionWeights = Literal["softmax", "raw"]
+FusionScale = Literal["sqrt-d", "temperature"]
+FusionQuery = Literal["raw", "normalized"]
+FusionMode = Literal["replace", "residual"]
+NonNegative = Annotated[float, Field(ge=0)]
 
 
-@dataclass(frozen=True)
+@component
 class FusionConfig:
-    top_n: int = 30
-    noise_variance: float = 0.2
-    weights: str = "softmax"
-    scale: str = "sqrt-d"
-    attention_temperature: float = 0.1
-    query: str = "raw"
-    noise_in_attention: bool = False
-    mode: str = "replace"
-    residual_weight: float = 1.0
+    """The options of eq. 1-2 (the scenario's ``[fusion]`` table; see the module docstring)."""
 
-    def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("weights", self.weights, FUSION_WEIGHTS),
-            ("scale", self.scale, FUSION_SCALES),
-            ("query", self.query, FUSION_QUERIES),
-            ("mode", self.mode, FUSION_MODES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"fusion.{name}={value!r} is not allowed; valid: {', '.join(allowed)}")
-        if self.top_n < 1:
-            raise ValueError(f"fusion.top-n={self.top_n} out of range [1, inf]")
-        if self.noise_variance < 0:
-            raise ValueError(f"fusion.noise-variance={self.noise_variance} out of range [0, inf]")
-        if self.attention_temperature <= 0:
-            raise ValueError(f"fusion.attention-temperature={self.attention_temperature} out of range (0, inf]")
-        if self.residual_weight < 0:
-            raise ValueError(f"fusion.residual-weight={self.residual_weight} out of range [0, inf]")
+    top_n: Annotated[int, Field(ge=1)] = 30
+    noise_variance: NonNegative = 0.2
+    weights: FusionWeights = "softmax"
+    scale: FusionScale = "sqrt-d"
+    attention_temperature: Annotated[float, Field(gt=0)] = 0.1
+    query: FusionQuery = "raw"
+    noise_in_attention: bool = False
+    mode: FusionMode = "replace"
+    residual_weight: NonNegative = 1.0
 
 
 class KnowledgeFusion(nn.Module):

@@ -1,0 +1,169 @@
+"""One way for every component to declare and validate its configuration.
+
+A component (the training settings of a method, a FAISS index, the mentor, the fusion of
+eq. 1-2, the stage-2 link, ...) declares its settings once, as a frozen dataclass decorated
+with :func:`component`: field types and constraints (``Annotated[int, Field(ge=1)]``,
+``Literal[...]``, :func:`registered` names, :func:`name_list`, :func:`mixture`) are the whole
+validation, checked by pydantic in strict mode (an ``int`` is no ``float``'s stand-in except
+where a float is expected, a ``bool`` is never an ``int``, a string is never parsed into a
+number). A scenario (``crlsc_fl.config.ScenarioConfig``) composes these classes, one per
+TOML table; :func:`build_component` turns pydantic's errors into one :class:`ConfigError`
+naming the key as written in the TOML file, the bad value and what is allowed.
+
+Fields marked ``Field(..., exclude=True)`` are set by code (a device's seed, a schedule's
+length), not by the scenario: they are no scenario keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Callable, Iterable, Mapping, TypeVar
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+T = TypeVar("T")
+
+# validate_default: defaults written as text (lists, mixtures) are parsed like user values
+COMPONENT_CONFIG = ConfigDict(strict=True, extra="forbid", validate_default=True)
+
+
+class ConfigError(ValueError):
+    """A scenario key or value is invalid; the message says which and what is allowed."""
+
+
+def component(cls: type[T]) -> type[T]:
+    """Make ``cls`` a frozen, validated component config (a pydantic dataclass: positional
+    and keyword construction, ``dataclasses.replace`` and ``fields`` work as usual)."""
+    return pydantic_dataclass(frozen=True, config=COMPONENT_CONFIG)(cls)  # type: ignore[return-value]
+
+
+def scenario_fields(config_type: type) -> list[dataclasses.Field]:  # type: ignore[type-arg]
+    """The fields of a component that are scenario keys (those not marked ``exclude``)."""
+    infos = getattr(config_type, "__pydantic_fields__", {})
+    return [f for f in dataclasses.fields(config_type) if not (f.name in infos and infos[f.name].exclude)]
+
+
+def base_view(config: Any, base: type[T], **changes: Any) -> T:
+    """``config`` (an instance of a subclass of ``base``) as a plain ``base``: the settings a
+    component needs from a scenario table that extends its config (e.g. the stage-2 table
+    is the link's config plus the federation's own keys)."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(base)}
+    return base(**{**values, **changes})
+
+
+def key_name(field_name: str) -> str:
+    """A field's name as written in TOML: ``local_epochs`` -> ``local-epochs``."""
+    return field_name.replace("_", "-")
+
+
+def describe(err: ValidationError, table: str) -> str:
+    """pydantic's errors as ``table.key=value: what is allowed`` lines."""
+    lines = []
+    for item in err.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        loc = [key_name(str(part)) for part in item["loc"]]
+        if loc:
+            lines.append(f"{table}.{'.'.join(loc)}={item['input']!r}: {message}")
+        else:
+            lines.append(f"{table}: {message}")
+    return "; ".join(lines)
+
+
+def build_component(config_type: type[T], values: Mapping[str, Any], table: str) -> T:
+    """``config_type`` from TOML-style keys (``local-epochs``), or :class:`ConfigError`."""
+    try:
+        return config_type(**{name.replace("-", "_"): value for name, value in values.items()})
+    except ValidationError as err:
+        raise ConfigError(describe(err, table)) from None
+
+
+# -- constrained types ---------------------------------------------------------------------
+
+
+def _allowed(names: Callable[[], Iterable[str]]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        valid = list(names())
+        if value not in valid:
+            raise ValueError(f"{value!r} is not allowed; valid: {', '.join(valid)}")
+        return value
+
+    return check
+
+
+def registered(names: Callable[[], Iterable[str]]) -> Any:
+    """A ``str`` that must be one of ``names()`` (e.g. a registry's ``names``), looked up
+    when validated so that names registered later count too."""
+    return Annotated[str, AfterValidator(_allowed(names))]
+
+
+def split_commas(value: Any) -> Any:
+    """``"a, b,c"`` -> ``("a", "b", "c")``; anything else is left to the type check."""
+    if isinstance(value, str):
+        return tuple(filter(None, (part.strip() for part in value.split(","))))
+    return value
+
+
+def name_list(names: Callable[[], Iterable[str]]) -> Any:
+    """A non-empty comma-separated list of allowed names, held as a tuple and written back
+    as ``"a,b"`` to TOML and Flower's run config."""
+
+    def check(items: tuple[str, ...]) -> tuple[str, ...]:
+        if not items:
+            raise ValueError(f"empty; give a comma-separated list of {', '.join(names())}")
+        for item in items:
+            _allowed(names)(item)
+        return items
+
+    return Annotated[tuple[str, ...], BeforeValidator(split_commas), AfterValidator(check), PlainSerializer(",".join)]
+
+
+MIXTURE_FORMAT = "'name:0.5,other:0.5'"
+
+
+def parse_weights(text: str) -> dict[str, str]:
+    """``"a:0.6, b"`` -> {"a": "0.6", "b": "1"} (names and weight texts, unchecked)."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, weight = item.partition(":")
+        if name.strip() in pairs:
+            raise ValueError(f"names {name.strip()!r} twice; give each once")
+        pairs[name.strip()] = weight.strip() if sep else "1"
+    return pairs
+
+
+def check_weights(weights: Mapping[str, float], names: Iterable[str]) -> None:
+    """Weights of allowed names, each > 0, summing to 1."""
+    valid = list(names)
+    for name in weights:
+        if name not in valid:
+            raise ValueError(f"{name!r} is not allowed; valid: {', '.join(valid)}")
+    if not weights:
+        raise ValueError(f"empty; format {MIXTURE_FORMAT} with names from {', '.join(valid)}")
+    if any(w <= 0 for w in weights.values()) or abs(sum(weights.values()) - 1.0) > 1e-6:
+        raise ValueError("weights must be > 0 and sum to 1")
+
+
+def number(text: str, what: str, fmt: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} is {text!r}, not a number (format {fmt})") from None
+
+
+def mixture(names: Callable[[], Iterable[str]]) -> Any:
+    """``"a:0.6,b:0.4"`` -> {name: weight}, weights > 0 summing to 1; written back as text."""
+
+    def parse(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return {name: number(weight, f"weight of {name!r}", MIXTURE_FORMAT) for name, weight in parse_weights(value).items()}
+
+    def check(weights: dict[str, float]) -> dict[str, float]:
+        check_weights(weights, names())
+        return weights
+
+    def write(weights: dict[str, float]) -> str:
+        return ",".join(f"{name}:{weight!r}" for name, weight in weights.items())
+
+    return Annotated[dict[str, float], BeforeValidator(parse), AfterValidator(check), PlainSerializer(write)]
