@@ -30,11 +30,11 @@ def test_dropout_is_seeded_per_round_and_near_its_rate() -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"faults.dropout": 1.0}, r"faults.dropout=1.0 out of range \[0, 1\)"),
-    ({"faults.corrupt-kb": "1:melt"}, "faults.corrupt-kb='melt' is not allowed; valid: flip, wrong-dim"),
+    ({"faults.dropout": 1.0}, r"faults.dropout=1.0: Input should be less than 1"),
+    ({"faults.corrupt-kb": "1:melt"}, "faults.corrupt-kb.1='melt': Input should be 'flip' or 'wrong-dim'"),
     ({"faults.corrupt-kb": "one:flip"}, "is not 'device:mode'"),
     ({"faults.corrupt-kb": "100:flip"}, r"names devices \[100\]; valid ids: 0..99"),
-    ({"scenario.min-success-fraction": 1.5}, "scenario.min-success-fraction=1.5 out of range"),
+    ({"scenario.min-success-fraction": 1.5}, "scenario.min-success-fraction=1.5: Input should be less than or equal to 1"),
 ])
 def test_bad_fault_settings_fail_clearly(values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

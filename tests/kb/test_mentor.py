@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 from pathlib import Path
 
@@ -10,12 +12,13 @@ import pytest
 
 from crlsc_fl.data.datasets import CIFAR10_CLASSES, ImageDataset
 from crlsc_fl.data.synthetic import make_synthetic_images
+from crlsc_fl.validation import ConfigError, build_component
 from crlsc_fl.kb.mentor import MentorConfig, build_mentor_knowledge, server_features
 from crlsc_fl.kb.prompts import make_prompts
 from crlsc_fl.models.server_models import build_server_model
 
 DIM = 8
-KB = dict(index="pq", m=4, nbits=4)
+KB = dict(index_type="pq", m=4, nbits=4)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def test_server_features_are_cached(public: ImageDataset, lite0, private_cache: 
 
 
 def test_text_mentor_keys_anchors_by_their_label_prompt(public: ImageDataset, minilm, private_cache: Path) -> None:
-    knowledge = build_mentor_knowledge(_config("text", "minilm", dim=4, index="flat"), public, minilm)
+    knowledge = build_mentor_knowledge(_config("text", "minilm", dim=4, index_type="flat"), public, minilm)
     assert knowledge.skb.count == 10 and knowledge.skb.metadata.modality == "text"
     anchors = knowledge.anchors
     assert anchors is not None
@@ -93,20 +96,20 @@ def test_no_anchors(public: ImageDataset, private_cache: Path) -> None:
     ("overrides", "message"),
     [
         (dict(source="text", server_model="efficientnet-lite2"),
-         "needs the server model's text tower, but kb.server-model='efficientnet-lite2' has only image"),
+         "needs the server model's text tower, but server-model='efficientnet-lite2' has only image"),
         (dict(source="image", server_model="minilm"), "needs the server model's image tower"),
-        (dict(source="audio"), "kb.source='audio' is not allowed; valid: text, image, random"),
-        (dict(dim=1), "kb.dim=1 must be >= 2"),
+        (dict(source="audio"), "kb.source='audio': Input should be 'text', 'image' or 'random'"),
+        (dict(dim=1), "dim=1 must be >= 2"),
         (dict(source="random", dim=0), "not allowed for source 'random'"),
-        (dict(anchors=-1), "kb.anchors=-1 must be >= 0"),
-        (dict(image_size=16), "kb.image-size=16 must be >= 32"),
-        (dict(server_model="bert"), "unknown server model 'bert'"),
-        (dict(index="hnsw"), "unknown knowledge-base type 'hnsw'"),
+        (dict(anchors=-1), "kb.anchors=-1: Input should be greater than or equal to 0"),
+        (dict(image_size=16), "kb.image-size=16: Input should be greater than or equal to 32"),
+        (dict(server_model="bert"), "kb.server-model='bert': 'bert' is not allowed; valid:"),
+        (dict(index_type="hnsw"), "kb.index-type='hnsw': Input should be 'pq', 'ivfpq' or 'flat'"),
     ],
 )
 def test_bad_config(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        MentorConfig(**overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_component(MentorConfig, overrides, "kb")
 
 
 def test_text_skb_from_minilm_is_built_once(public: ImageDataset, minilm, private_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +118,7 @@ def test_text_skb_from_minilm_is_built_once(public: ImageDataset, minilm, privat
     calls: list[int] = []
     original = minilm.encode_text
     monkeypatch.setattr(minilm, "encode_text", lambda texts, *a, **k: calls.append(len(texts)) or original(texts, *a, **k))
-    config = MentorConfig(class_names="cifar10", templates="paper", index="flat")
+    config = MentorConfig(class_names="cifar10", templates="paper", index_type="flat")
     knowledge = build_mentor_knowledge(config, public, minilm)
     prompts = make_prompts("cifar10", "paper")
     assert (knowledge.skb.count, knowledge.skb.dim) == (10, 384) and calls == [10] and knowledge.anchors is None

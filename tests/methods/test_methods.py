@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import copy
 
 import numpy as np
+
+from crlsc_fl.validation import ConfigError, build_component
 import pytest
 import torch
 
@@ -138,11 +142,12 @@ def test_cosine_schedule_ends_at_zero(images: np.ndarray, kb: KnowledgeBase) -> 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(dict(batch_size=1), "batch_size=1 must be >= 2"), (dict(lr=0.0), "lr=0.0 must be > 0"), (dict(temperature=-1.0), "temperature")],
+    [(dict(batch_size=1), "train.batch-size=1: Input should be greater than or equal to 2"),
+     (dict(lr=0.0), "train.lr=0.0: Input should be greater than 0"), (dict(temperature=-1.0), "train.temperature=-1.0")],
 )
 def test_bad_train_config(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        _config(**overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_component(TrainConfig, overrides, "train")
 
 
 def test_bad_fit_arguments(images: np.ndarray, kb: KnowledgeBase) -> None:
@@ -164,14 +169,15 @@ def test_grounded_anchors_must_match_the_encoder(kb: KnowledgeBase) -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(dict(anchor_batch=0), "anchor-batch=0 must be >= 1"), (dict(align_weight=-1.0), "align-weight=-1.0 must be >= 0"),
-     (dict(align_temperature=0.0), "align-temperature=0.0 must be > 0"),
-     (dict(targets="hard"), "grounding.targets='hard' is not allowed; valid: soft, onehot"),
-     (dict(target_temperature=0.0), "target-temperature=0.0 must be > 0")],
+    [(dict(anchor_batch=0), "grounding.anchor-batch=0: Input should be greater than or equal to 1"),
+     (dict(align_weight=-1.0), "grounding.align-weight=-1.0: Input should be greater than or equal to 0"),
+     (dict(align_temperature=0.0), "grounding.align-temperature=0.0: Input should be greater than 0"),
+     (dict(targets="hard"), "grounding.targets='hard': Input should be 'soft' or 'onehot'"),
+     (dict(target_temperature=0.0), "grounding.target-temperature=0.0: Input should be greater than 0")],
 )
 def test_bad_grounding_config(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        GroundingConfig(**overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_component(GroundingConfig, overrides, "grounding")
 
 
 def test_grounded_without_a_kb_trains_on_anchors_alone(images: np.ndarray, kb: KnowledgeBase) -> None:

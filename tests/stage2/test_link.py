@@ -134,9 +134,9 @@ def test_encoder_file_of_another_architecture(tmp_path, images) -> None:
         ({"channel": "awgn", "channel_params": {"snr_db": -40}}, ValueError, "snr_db=-40 out of range [-20, 40]"),
         ({"channel": "bsc", "channel_params": {"ber": 0.7}}, ValueError, "ber=0.7 out of range [0, 0.5]"),
         ({"channel": "laser"}, ValueError, "unknown channel 'laser'; valid: awgn, bsc, ideal, rayleigh"),
-        ({"config": {"codes": 4}}, ValueError, "unknown link config key(s) codes"),
-        ({"config": {"num_codes": 1}}, ValueError, "num_codes=1 out of range [2, inf)"),
-        ({"config": {"layer": "layer5"}}, ValueError, "layer='layer5' unknown"),
+        ({"config": {"codes": 4}}, ValueError, "link.codes=4: Unexpected keyword argument"),
+        ({"config": {"num_codes": 1}}, ValueError, "link.num-codes=1: Input should be greater than or equal to 2"),
+        ({"config": {"layer": "layer5"}}, ValueError, "link.layer='layer5': 'layer5' is not allowed; valid: layer1, layer2, layer3, layer4"),
     ],
 )
 def test_bad_device_inputs_fail_before_training(encoder, images, kwargs, error, message) -> None:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from crlsc_fl.validation import ConfigError, build_component
+
 from crlsc_fl.augment.simclr import AugmentConfig
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
 from crlsc_fl.loss.dcl_loss import DCLLoss
@@ -112,8 +114,8 @@ def test_noise_variance_changes_retrieval(flat_kb) -> None:
     ],
 )
 def test_invalid_options_name_the_field(options: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=rf"fusion\.{field}="):  # the scenario key
-        FusionConfig(**options)
+    with pytest.raises(ConfigError, match=rf"fusion\.{field}="):  # the scenario key
+        build_component(FusionConfig, options, "fusion")
 
 
 @pytest.fixture
