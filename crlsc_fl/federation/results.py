@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.federation.failures import first_errors
 from crlsc_fl.federation.footprint import Footprint
 
@@ -157,10 +156,10 @@ class RunReport:
     topology, error and dropout counts per round, the first errors."""
 
     def __init__(
-        self, run_dir: RunDirectory, cfg: ScenarioConfig, run_key: str, flower_run_id: int | str, start: float,
+        self, run_dir: RunDirectory, run_key: str, flower_run_id: int | str, start: float,
         footprint: Footprint | None = None,
     ) -> None:
-        self.run_dir, self.cfg, self.run_key, self.start, self.footprint = run_dir, cfg, run_key, start, footprint
+        self.run_dir, self.run_key, self.start, self.footprint = run_dir, run_key, start, footprint
         previous_file = run_dir.path / "summary.json"
         previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
         runs = previous.get("flower_run_ids", [])

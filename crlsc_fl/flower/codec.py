@@ -147,10 +147,11 @@ def reply_metrics(content: RecordDict) -> dict[str, float]:
 
 
 def reply_accuracy(reply: Message) -> float | None:
-    """A successful reply's kNN top-1 (None for errors and replies without metrics)."""
+    """A successful train reply's kNN top-1 (None for errors and replies without it)."""
     if reply.has_error() or "metrics" not in reply.content.metric_records:
         return None
-    return float(reply.content.metric_records["metrics"]["knn_top1"])  # type: ignore[arg-type]
+    metrics = reply.content.metric_records["metrics"]
+    return float(metrics["knn_top1"]) if "knn_top1" in metrics else None  # type: ignore[arg-type]
 
 
 def reply_pkb(content: RecordDict) -> bytes | None:

@@ -113,7 +113,7 @@ def main(grid: Grid, context: Context) -> None:
         run_key, done = str(context.run_id), {}
         run_dir.write_config(context.run_id, cfg.to_flat())
     footprint = Footprint(state_root() / run_key).start()
-    report = RunReport(run_dir, cfg, run_key, context.run_id, run_start, footprint)
+    report = RunReport(run_dir, run_key, context.run_id, run_start, footprint)
     report.write("running")
     log(INFO, "[%s] results: %s", cfg.scenario.name, run_dir.path)
     try:

@@ -1,9 +1,8 @@
-"""Faults without Flower: dropout draws, bad KB payloads on the device, failed rounds,
-resume bookkeeping and device-state cleaning."""
+"""Faults without Flower: dropout draws, bad KB payloads on the device, failed rounds and
+device-state cleaning (trimming results on resume: tests/federation/test_run_dir.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.failures import RoundFailedError, check_round, error_fields
 from crlsc_fl.federation.faults import digest, dropped_devices, tampered_kb
 from crlsc_fl.federation.device_round import RoundTask
-from crlsc_fl.federation.run_dir import RunDirectory
 from crlsc_fl.flower.codec import incoming_kbs, train_content
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 
@@ -78,18 +76,6 @@ def test_flower_error_reasons_and_the_success_threshold() -> None:
     check_round("p2p", 2, sent=0, succeeded=0, min_fraction=0.9)  # everyone dropped out: not a failure
     with pytest.raises(RoundFailedError, match=r"p2p round 2: only 8 of 10 .* \(80% < scenario.min-success-fraction=0.9\)"):
         check_round("p2p", 2, sent=10, succeeded=8, min_fraction=0.9)
-
-
-def test_resume_drops_result_lines_after_the_checkpoints(tmp_path: Path) -> None:
-    rows = [{"topology": t, "round": r, "device": 0} for t in ("local", "p2p") for r in (1, 2)]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "stage2.jsonl").write_text(json.dumps({"topology": "local"}) + "\n" + json.dumps({"topology": "p2p"}) + "\n")
-    (tmp_path / "rounds.jsonl").write_text("".join(json.dumps({"label": f"ci/{t}", "round": 2}) + "\n" for t in ("local", "p2p")))
-    RunDirectory(tmp_path).trim_rounds({"local": (2, True), "p2p": (1, False)})
-    kept = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["topology"], r["round"]) for r in kept] == [("local", 1), ("local", 2), ("p2p", 1)]
-    assert [json.loads(x)["topology"] for x in (tmp_path / "stage2.jsonl").read_text().splitlines()] == ["local"]
-    assert [json.loads(x)["label"] for x in (tmp_path / "rounds.jsonl").read_text().splitlines()] == ["ci/local"]
 
 
 def test_clean_removes_finished_and_abandoned_state_only(tmp_path: Path) -> None:

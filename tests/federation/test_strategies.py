@@ -12,7 +12,7 @@ from crlsc_fl.federation.faults import dropped_devices
 from crlsc_fl.registry import UnknownNameError
 from strategies import STRATEGIES
 from crlsc_fl.federation.device_round import RoundOutcome
-from crlsc_fl.flower.codec import record_weights, reply_content, weights_record
+from crlsc_fl.flower.codec import reply_content
 from strategies.fedavg import RunningAverage
 from strategies.graphs import neighbours, peer_graph
 
@@ -192,11 +192,6 @@ def test_running_average_weights_and_integer_buffers() -> None:
 def test_unknown_topology_lists_valid_names() -> None:
     with pytest.raises(UnknownNameError, match="cloud-edge, fedavg, hybrid, local, p2p"):
         STRATEGIES.get("mesh")
-
-
-def test_array_record_round_trip_keeps_weights() -> None:
-    state = {"w": torch.randn(3, 2)}
-    assert torch.equal(record_weights(weights_record(state))["w"], state["w"])
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
