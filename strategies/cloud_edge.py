@@ -6,7 +6,8 @@ counted once per link: each edge receives it once, each device once (devices kee
 
 from __future__ import annotations
 
-from strategies.base import DevicePlan, KnowledgeTransferStrategy
+from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 
 
@@ -15,4 +16,4 @@ class CloudEdgeStrategy(KnowledgeTransferStrategy):
     name = "cloud-edge"
 
     def plan_round(self, server_round: int) -> dict[int, DevicePlan]:
-        return {spec.device: self.skb_plan(spec.device) for spec in self.ctx.devices}
+        return {spec.device: self.plans.mentor(spec.device) for spec in self.ctx.devices}

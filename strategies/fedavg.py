@@ -13,8 +13,10 @@ from __future__ import annotations
 import torch
 from flwr.app import ArrayRecord, RecordDict
 
+from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from crlsc_fl.flower import codec
 from crlsc_fl.models.encoders import build_encoder
-from strategies.base import DevicePlan, KnowledgeTransferStrategy
+from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 
 
@@ -41,14 +43,6 @@ class RunningAverage:
         }
 
 
-def weighted_average(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
-    """Average state dicts (see :class:`RunningAverage`)."""
-    average = RunningAverage()
-    for state, weight in zip(states, weights):
-        average.add(state, weight)
-    return average.result()
-
-
 @STRATEGIES.register("fedavg")
 class FedAvgStrategy(KnowledgeTransferStrategy):
     name = "fedavg"
@@ -61,7 +55,7 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
         for arch in sorted(widths):
             torch.manual_seed(cfg.scenario.seed)
             encoder = build_encoder(arch, dim=self.ctx.dim, stem=cfg.devices.stem, width=widths[arch])
-            self.group_weights[arch] = ArrayRecord(torch_state_dict=encoder.state_dict())
+            self.group_weights[arch] = codec.weights_record(encoder.state_dict())
 
     def plan_round(self, server_round: int) -> dict[int, DevicePlan]:
         return {
@@ -71,17 +65,16 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
     def consume_reply(self, server_round: int, device: int, content: RecordDict) -> None:
         """Fold the device's weights into its group's running average, then drop them."""
         arch = self.ctx.devices[device].arch
-        state = content.array_records["weights"].to_torch_state_dict()
-        self.running.setdefault(arch, RunningAverage()).add(state, float(content.metric_records["metrics"]["num_examples"]))
-        del content["weights"]
+        state = codec.take_weights(content)
+        self.running.setdefault(arch, RunningAverage()).add(state, float(codec.reply_metrics(content)["num_examples"]))
 
     def after_round(self, server_round: int, replies: dict[int, RecordDict]) -> None:
         for arch, average in self.running.items():
-            self.group_weights[arch] = ArrayRecord(torch_state_dict=average.result())
+            self.group_weights[arch] = codec.weights_record(average.result())
         self.running = {}
 
     def extra_state(self) -> dict:
-        return {"group_weights": {arch: record.to_torch_state_dict() for arch, record in self.group_weights.items()}}
+        return {"group_weights": {arch: codec.record_weights(record) for arch, record in self.group_weights.items()}}
 
     def load_extra_state(self, state: dict) -> None:
-        self.group_weights = {arch: ArrayRecord(torch_state_dict=sd) for arch, sd in state["group_weights"].items()}
+        self.group_weights = {arch: codec.weights_record(sd) for arch, sd in state["group_weights"].items()}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.base import DevicePlan, KnowledgeTransferStrategy
+from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 
 
@@ -34,7 +35,7 @@ class HybridStrategy(KnowledgeTransferStrategy):
         for spec in self.ctx.devices:
             if spec.device in self.mentors:
                 continue
-            same_edge = [m for m in self.mentors if self.edge_of(m) == self.edge_of(spec.device)]
+            same_edge = [m for m in self.mentors if self.plans.edge_of(m) == self.plans.edge_of(spec.device)]
             pool = same_edge if len(same_edge) >= cfg.topology.degree else self.mentors
             count = min(cfg.topology.degree, len(pool))
             self.mentors_of[spec.device] = sorted(int(m) for m in rng.choice(pool, size=count, replace=False))
@@ -44,7 +45,7 @@ class HybridStrategy(KnowledgeTransferStrategy):
         for spec in self.ctx.devices:
             d = spec.device
             if d in self.mentors_of:
-                plans[d] = self.peer_plan(d, self.mentors_of[d])
+                plans[d] = self.plans.peers(d, self.mentors_of[d], self.absent)
             else:
-                plans[d] = self.skb_plan(d, return_pkb=True)
+                plans[d] = self.plans.mentor(d, return_pkb=True)
         return plans

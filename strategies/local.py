@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from strategies.base import DevicePlan, KnowledgeTransferStrategy
+from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 
 

@@ -6,13 +6,14 @@ that all PKBs live in one space); every device returns its PKB. From round 2 on,
 device trains with its neighbours' latest PKBs and returns a new PKB: the paper's PKBs for
 retrieval, or with ``topology.peer-knowledge = "anchor-pkb"`` their anchor-keyed PKBs,
 which replace the mentor's keys as the device's alignment targets (see
-:meth:`KnowledgeTransferStrategy.peer_plan`). Flower is a star, so the server relays; every
+:meth:`strategies.plans.DevicePlans.peers`). Flower is a star, so the server relays; every
 relayed PKB is counted on the device-to-device link it stands for.
 """
 
 from __future__ import annotations
 
-from strategies.base import DevicePlan, KnowledgeTransferStrategy
+from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from strategies.base import KnowledgeTransferStrategy
 from strategies.graphs import neighbours, peer_graph
 from strategies.registry import STRATEGIES
 
@@ -32,7 +33,7 @@ class P2PStrategy(KnowledgeTransferStrategy):
             d = spec.device
             if server_round == 1:
                 warm_with_skb = self.ctx.cfg.topology.p2p_warmup == "skb"
-                plans[d] = self.skb_plan(d, return_pkb=True) if warm_with_skb else self.local_plan(d, return_pkb=True)
+                plans[d] = self.plans.mentor(d, return_pkb=True) if warm_with_skb else self.plans.local(d, return_pkb=True)
             else:
-                plans[d] = self.peer_plan(d, self.peers[d], return_pkb=True)
+                plans[d] = self.plans.peers(d, self.peers[d], self.absent, return_pkb=True)
         return plans

@@ -6,7 +6,7 @@ KB, the latest PKBs, the round each device's state belongs to, averaged weights 
 stage 2 the topology is marked complete. ``python -m crlsc_fl.launch --resume RUN_DIR``
 starts a new Flower run with ``scenario.resume = RUN_DIR``: the ServerApp skips complete
 topologies, reloads the checkpoint of the interrupted one, drops result lines written
-after it (:func:`trim_results`) and continues with the next round. Devices keep their own
+after it (:meth:`crlsc_fl.federation.run_dir.RunDirectory.trim_rounds`) and continues with the next round. Devices keep their own
 state per round (:mod:`crlsc_fl.federation.device_store`); everything random is seeded by
 scenario, device and round, so the resumed run ends with the same metrics as an
 uninterrupted one. The checkpoints are removed when the run completes.
@@ -14,8 +14,6 @@ uninterrupted one. The checkpoints are removed when the run completes.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -23,14 +21,14 @@ from typing import Any
 
 import torch
 
-CHECKPOINTS = "checkpoints"
-# Result files whose lines belong to (topology, round); trimmed back to the checkpoints on resume.
-ROUND_FILES = ("metrics.jsonl", "participation.jsonl", "rounds.jsonl", "stage2.jsonl")
+CHECKPOINTS = "checkpoints"  # the folder of a run directory that holds them
 
 
 class Checkpoints:
-    def __init__(self, run_dir: Path) -> None:
-        self.folder = Path(run_dir) / CHECKPOINTS
+    """One file per topology in ``folder`` (``RunDirectory.checkpoints`` places it)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
 
     def path(self, topology: str) -> Path:
         return self.folder / f"{topology}.pt"
@@ -63,25 +61,3 @@ class Checkpoints:
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-
-def _topology_of(row: dict[str, Any]) -> str:
-    return str(row.get("topology") or str(row.get("label", "")).split("/", 1)[-1])
-
-
-def trim_results(run_dir: Path, progress: dict[str, tuple[int, bool]]) -> None:
-    """Drop the result lines of rounds (and stage-2 runs) not covered by a checkpoint."""
-    for name in ROUND_FILES:
-        path = Path(run_dir) / name
-        if not path.exists():
-            continue
-        kept = []
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            last, complete = progress.get(_topology_of(row), (0, False))
-            if complete or row.get("round", math.inf) <= last:
-                kept.append(line)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)

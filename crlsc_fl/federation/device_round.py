@@ -3,7 +3,7 @@
 Load the device's state, train locally (``dcl`` or ``crlsc`` guided by the KBs it was
 given, or starting from averaged weights for the ``fedavg`` baseline), evaluate with kNN
 on frozen features (:func:`evaluate_encoder`), optionally build its PKB, save the state.
-The ClientApp wraps this in Flower messages; ``benchmarks/federation_overhead.py`` calls
+The ClientApp (:mod:`crlsc_fl.flower.client`) wraps this in Flower messages; ``benchmarks/federation_overhead.py`` calls
 it in a plain loop.
 """
 
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,10 +47,11 @@ class RoundTask:
 
 @dataclass
 class RoundOutcome:
+    """What a device reports after a round: its metrics, and its PKB / weights when asked."""
+
     metrics: dict[str, float]
     pkb: bytes | None = None
     weights: dict[str, torch.Tensor] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=8)

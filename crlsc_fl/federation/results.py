@@ -1,75 +1,27 @@
-"""A run's results directory: resolved config, per-round metrics, summary, plots.
+"""Reading and summarising a run's results directory (written by
+:class:`crlsc_fl.federation.run_dir.RunDirectory`, which lists its files).
 
-``<project root>/<scenario.results-dir>/<scenario.name>/<run id>/`` where the project root
-is ``$CRLSC_PROJECT_ROOT`` (set by ``crlsc_fl.launch``; the ServerApp itself runs from
-Flower's app directory) or the current directory. An absolute ``results-dir`` is used as is.
-
-Files: ``config.json`` (resolved scenario), ``metrics.jsonl`` (one line per device and
-round, appended as rounds finish; failed calls carry ``error``, ``error_type``,
-``error_message``), ``participation.jsonl`` (per topology and round: devices dropped,
-sent a message, succeeded, failed), ``communication-<topology>.json`` (every transfer),
-``rounds.jsonl`` (wall time of each round), ``summary.json`` (status ``running`` /
-``completed`` / ``failed`` / ``interrupted``; per topology the device kNN statistics of the
-last round and of every round, overall and by architecture, the encoders' sizes, seconds
-per round, error counts; the first errors; the run's ``footprint``, see
-:mod:`crlsc_fl.federation.footprint`) and the plots (rewritten after every topology).
+``summary.json`` (:class:`RunReport`): status ``running`` / ``completed`` / ``failed`` /
+``interrupted``; per topology the device kNN statistics of the last round and of every
+round, overall and by architecture, the encoders' sizes, seconds per round, error counts;
+the first errors; the run's ``footprint`` (:mod:`crlsc_fl.federation.footprint`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.federation.failures import first_errors
 from crlsc_fl.federation.footprint import Footprint
 
-PROJECT_ROOT_ENV = "CRLSC_PROJECT_ROOT"
-
-
-def project_root() -> Path:
-    return Path(os.environ.get(PROJECT_ROOT_ENV) or Path.cwd()).resolve()
-
-
-def run_directory(cfg: ScenarioConfig, run_id: int | str) -> Path:
-    base = Path(cfg.scenario.results_dir).expanduser()
-    if not base.is_absolute():
-        base = project_root() / base
-    return base / cfg.scenario.name / str(run_id)
-
-
-class RunWriter:
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.run_dir / "metrics.jsonl"
-
-    def write_json(self, name: str, payload: Any) -> Path:
-        path = self.run_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=float))
-        os.replace(tmp, path)
-        return path
-
-    def append_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
-        self.append_rows(self.metrics_file.name, rows)
-
-    def append_rows(self, name: str, rows: Iterable[dict[str, Any]]) -> None:
-        """Append JSON lines to ``name`` and flush, so finished work survives a crash."""
-        with (self.run_dir / name).open("a") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, default=float) + "\n")
-            handle.flush()
-
+if TYPE_CHECKING:
+    from crlsc_fl.federation.run_dir import RunDirectory
 
 def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
     path = Path(run_dir) / name
@@ -204,11 +156,11 @@ class RunReport:
     topology, error and dropout counts per round, the first errors."""
 
     def __init__(
-        self, writer: RunWriter, cfg: ScenarioConfig, run_key: str, flower_run_id: int | str, start: float,
+        self, run_dir: RunDirectory, run_key: str, flower_run_id: int | str, start: float,
         footprint: Footprint | None = None,
     ) -> None:
-        self.writer, self.cfg, self.run_key, self.start, self.footprint = writer, cfg, run_key, start, footprint
-        previous_file = writer.run_dir / "summary.json"
+        self.run_dir, self.run_key, self.start, self.footprint = run_dir, run_key, start, footprint
+        previous_file = run_dir.path / "summary.json"
         previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
         runs = previous.get("flower_run_ids", [])
         self.flower_run_ids = [*runs, str(flower_run_id)] if str(flower_run_id) not in runs else runs
@@ -216,9 +168,7 @@ class RunReport:
             footprint.include(previous.get("footprint", {}))
 
     def write(self, status: str, failure: BaseException | None = None) -> dict[str, Any]:
-        from crlsc_fl.federation.plots import plot_runs  # matplotlib only when writing
-
-        run_dir = self.writer.run_dir
+        run_dir = self.run_dir.path
         rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
         topologies = summarize(rows)
         participation = read_metrics(run_dir, "participation.jsonl") if (run_dir / "participation.jsonl").exists() else []
@@ -240,7 +190,5 @@ class RunReport:
             payload["footprint"] = self.footprint.as_dict()
         if (run_dir / "stage2.jsonl").exists():
             payload["stage2"] = summarize_stage2(read_metrics(run_dir, "stage2.jsonl"))
-        self.writer.write_json("summary.json", payload)
-        if any("error" not in r for r in rows):
-            plot_runs({"": rows}, run_dir, payload.get("stage2") or None)
+        self.run_dir.write_summary(payload, rows)
         return payload

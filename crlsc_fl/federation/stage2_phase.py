@@ -13,7 +13,6 @@ from logging import INFO
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
@@ -21,9 +20,8 @@ from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data
 from crlsc_fl.federation.failures import error_fields
-from crlsc_fl.federation.results import RunWriter
-
-DECODER_MESSAGE = f"{MessageType.TRAIN}.decoder"
+from crlsc_fl.federation.run_dir import RunDirectory
+from crlsc_fl.flower import codec
 
 
 def stage2_devices(cfg: ScenarioConfig) -> list[int]:
@@ -47,7 +45,7 @@ def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore)
 
 
 def run_stage2(
-    grid: Grid, cfg: ScenarioConfig, topology: str, node_ids: dict[int, int], arch_of: dict[int, str], writer: RunWriter,
+    grid: Grid, cfg: ScenarioConfig, topology: str, node_ids: dict[int, int], arch_of: dict[int, str], run_dir: RunDirectory,
     run_key: str = "",
 ) -> list[dict[str, Any]]:
     """Server side: ask the sampled devices to train decoders; append rows to ``stage2.jsonl``."""
@@ -55,13 +53,8 @@ def run_stage2(
     if not devices:
         return []
     start = time.time()
-    messages = [
-        Message(
-            content=RecordDict({"scenario": ConfigRecord(cfg.to_flat()), "task": ConfigRecord({"topology": topology, "run-key": run_key})}),
-            dst_node_id=node_ids[d], message_type=DECODER_MESSAGE,
-        )
-        for d in devices
-    ]
+    scenario = cfg.to_flat()
+    messages = [codec.decoder_message(node_ids[d], scenario, topology, run_key) for d in devices]
     device_of = {node: device for device, node in node_ids.items()}
     rows = []
     for reply in grid.send_and_receive(messages, timeout=cfg.scenario.reply_timeout):
@@ -70,15 +63,11 @@ def run_stage2(
         if reply.has_error():
             row.update(error_fields(str(reply.error.reason), reply.error.code))
         else:
-            row.update(dict(reply.content.metric_records["metrics"]))
+            row.update(codec.reply_metrics(reply.content))
         rows.append(row)
-    writer.append_rows("stage2.jsonl", rows)
+    run_dir.append_stage2(rows)
     good = [r for r in rows if "error" not in r]
     if good:
         log(INFO, "[%s] stage 2 on %d devices: PSNR %.2f dB, SSIM %.3f (%.0f s)", topology, len(good),
             np.mean([r["psnr"] for r in good]), np.mean([r["ssim"] for r in good]), time.time() - start)
     return rows
-
-
-def decoder_reply(metrics: dict[str, float]) -> RecordDict:
-    return RecordDict({"metrics": MetricRecord(metrics)})

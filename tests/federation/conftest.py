@@ -8,7 +8,7 @@ import pytest
 
 from crlsc_fl.config import from_flat
 from crlsc_fl.federation.devices import plan_devices
-from crlsc_fl.federation.results import RunWriter
+from crlsc_fl.federation.run_dir import RunDirectory
 from strategies.base import FederationContext, MentorPayloads
 
 SKB_BLOB = b"S" * 1000
@@ -22,7 +22,7 @@ def make_context(tmp_path: Path):  # type: ignore[no-untyped-def]
         cfg = from_flat(values)
         devices = plan_devices(cfg)
         return FederationContext(
-            cfg, devices, {d.device: 1000 + d.device for d in devices}, 384, RunWriter(tmp_path / "run"),
+            cfg, devices, {d.device: 1000 + d.device for d in devices}, 384, RunDirectory(tmp_path / "run"),
             lambda: MentorPayloads(("skb-test", SKB_BLOB), ("anchors-test", ANCHOR_BLOB)),
         )
 

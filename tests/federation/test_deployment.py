@@ -288,8 +288,8 @@ def write_scenario(path: Path, name: str, devices: int = 3, rounds: int = 2) -> 
 
 def real_app_ready() -> str | None:
     """Why the real app cannot be tested yet (None when it can)."""
-    if not (REPO / "crlsc_fl" / "server_app.py").exists():
-        return "crlsc_fl/server_app.py does not exist yet"
+    if not (REPO / "crlsc_fl" / "flower" / "server.py").exists():
+        return "crlsc_fl/flower/server.py does not exist yet"
     if not (REPO / "scenarios" / "ci.toml").exists():
         return "scenarios/ci.toml does not exist yet"
     if "serverapp" not in tomllib.loads((REPO / "pyproject.toml").read_text()).get("tool", {}).get("flwr", {}).get("app", {}).get("components", {}):

@@ -1,9 +1,8 @@
-"""Faults without Flower: dropout draws, bad KB payloads on the device, failed rounds,
-resume bookkeeping and device-state cleaning."""
+"""Faults without Flower: dropout draws, bad KB payloads on the device, failed rounds and
+device-state cleaning (trimming results on resume: tests/federation/test_run_dir.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,11 @@ import pytest
 
 from crlsc_fl.config import ConfigError, from_flat
 from crlsc_fl.federation import run_state
-from crlsc_fl.federation.checkpoint import trim_results
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.failures import RoundFailedError, check_round, error_fields
 from crlsc_fl.federation.faults import digest, dropped_devices, tampered_kb
-from crlsc_fl.federation.records import incoming_kbs, request_content
 from crlsc_fl.federation.device_round import RoundTask
+from crlsc_fl.flower.codec import incoming_kbs, train_content
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 
 
@@ -52,10 +50,10 @@ def test_tampered_kbs_are_rejected_by_the_device_and_not_kept(tmp_path: Path) ->
     flipped, sha = tampered_kb("flip", blob, 384, seed=0, server_round=1, device=3)
     assert flipped != blob and sha == digest(blob) and tampered_kb("flip", blob, 384, 0, 1, 3)[0] == flipped  # seeded
     with pytest.raises(KnowledgeBaseError, match="'skb' rejected: .* do not match the SHA-256"):
-        incoming_kbs(request_content({}, task, {"skb": flipped}, digests={"skb": sha}))
-    assert incoming_kbs(request_content({}, task, {"skb": blob})) == {"skb": blob}
+        incoming_kbs(train_content({}, task, {"skb": flipped}, digests={"skb": sha}))
+    assert incoming_kbs(train_content({}, task, {"skb": blob})) == {"skb": blob}
     wrong, sha = tampered_kb("wrong-dim", blob, 384, seed=0, server_round=1, device=3)
-    received = incoming_kbs(request_content({}, task, {"skb": wrong}, digests={"skb": sha}))  # intact bytes
+    received = incoming_kbs(train_content({}, task, {"skb": wrong}, digests={"skb": sha}))  # intact bytes
     store = DeviceStore(tmp_path, "run", "cloud-edge", 3)
     with pytest.raises(KnowledgeBaseError, match="'skb' rejected: the device encoder's output dimension 384 does not match .* 400"):
         store.knowledge_base("skb", received["skb"], dim=384)
@@ -78,18 +76,6 @@ def test_flower_error_reasons_and_the_success_threshold() -> None:
     check_round("p2p", 2, sent=0, succeeded=0, min_fraction=0.9)  # everyone dropped out: not a failure
     with pytest.raises(RoundFailedError, match=r"p2p round 2: only 8 of 10 .* \(80% < scenario.min-success-fraction=0.9\)"):
         check_round("p2p", 2, sent=10, succeeded=8, min_fraction=0.9)
-
-
-def test_resume_drops_result_lines_after_the_checkpoints(tmp_path: Path) -> None:
-    rows = [{"topology": t, "round": r, "device": 0} for t in ("local", "p2p") for r in (1, 2)]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "stage2.jsonl").write_text(json.dumps({"topology": "local"}) + "\n" + json.dumps({"topology": "p2p"}) + "\n")
-    (tmp_path / "rounds.jsonl").write_text("".join(json.dumps({"label": f"ci/{t}", "round": 2}) + "\n" for t in ("local", "p2p")))
-    trim_results(tmp_path, {"local": (2, True), "p2p": (1, False)})
-    kept = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["topology"], r["round"]) for r in kept] == [("local", 1), ("local", 2), ("p2p", 1)]
-    assert [json.loads(x)["topology"] for x in (tmp_path / "stage2.jsonl").read_text().splitlines()] == ["local"]
-    assert [json.loads(x)["label"] for x in (tmp_path / "rounds.jsonl").read_text().splitlines()] == ["ci/local"]
 
 
 def test_clean_removes_finished_and_abandoned_state_only(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_peak_memory_is_measured_while_running(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("keep", [False, True])
 def test_release_removes_a_finished_topologys_state_unless_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
-    from crlsc_fl.server_app import release_device_state
+    from crlsc_fl.flower.server import release_device_state
 
     monkeypatch.setenv("CRLSC_STATE_DIR", str(tmp_path))
     for topology in ("local", "p2p"):

@@ -5,18 +5,20 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import RecordDict
 
 from crlsc_fl.federation.topology_config import TopologyConfig
 from crlsc_fl.federation.faults import dropped_devices
 from crlsc_fl.registry import UnknownNameError
 from strategies import STRATEGIES
-from strategies.fedavg import weighted_average
+from crlsc_fl.federation.device_round import RoundOutcome
+from crlsc_fl.flower.codec import reply_content
+from strategies.fedavg import RunningAverage
 from strategies.graphs import neighbours, peer_graph
 
 
 def pkb_reply(device: int) -> RecordDict:
-    return RecordDict({"pkb": ConfigRecord({"blob": bytes([device]) * 100}), "metrics": MetricRecord({"num_examples": 10.0})})
+    return reply_content(RoundOutcome({"num_examples": 10.0}, pkb=bytes([device]) * 100))
 
 
 @pytest.mark.parametrize(
@@ -50,7 +52,7 @@ def test_local_sends_nothing(make_context) -> None:  # type: ignore[no-untyped-d
     strategy = STRATEGIES.get("local")(make_context())
     for device, task, to_send, weights in strategy.deliveries(1):
         assert task.method == "dcl" and task.kb_keys == () and to_send == {} and weights is None
-    assert strategy.ledger.transfers == []
+    assert strategy.delivery.ledger.transfers == []
 
 
 def test_cloud_edge_sends_the_skb_once_per_link(make_context) -> None:  # type: ignore[no-untyped-def]
@@ -59,11 +61,11 @@ def test_cloud_edge_sends_the_skb_once_per_link(make_context) -> None:  # type: 
     assert all(task.method == "crlsc" and to_send == {"skb-test": b"S" * 1000} for _, task, to_send, _ in first)
     second = strategy.deliveries(2)
     assert all(task.kb_keys == ("skb-test",) and to_send == {} for _, task, to_send, _ in second)  # devices keep it
-    tiers = [t.tier for t in strategy.ledger.transfers]
+    tiers = [t.tier for t in strategy.delivery.ledger.transfers]
     assert tiers.count("cloud-edge") == 3  # one per edge node
     assert tiers.count("edge-device") == 12  # one per device
-    assert {t.src for t in strategy.ledger.transfers if t.tier == "edge-device"} == {"edge-0", "edge-1", "edge-2"}
-    assert all(t.nbytes == 1000 for t in strategy.ledger.transfers)
+    assert {t.src for t in strategy.delivery.ledger.transfers if t.tier == "edge-device"} == {"edge-0", "edge-1", "edge-2"}
+    assert all(t.nbytes == 1000 for t in strategy.delivery.ledger.transfers)
 
 
 @pytest.mark.parametrize("graph", ["ring", "k-regular"])
@@ -77,7 +79,7 @@ def test_p2p_devices_receive_their_neighbours_pkbs(make_context, graph: str) -> 
         assert task.method == "crlsc"
         assert sorted(to_send) == sorted(f"pkb-p2p-d{p}-r1" for p in peers)
         assert all(to_send[f"pkb-p2p-d{p}-r1"] == bytes([p]) * 100 for p in peers)
-    d2d = [t for t in strategy.ledger.transfers if t.tier == "d2d"]
+    d2d = [t for t in strategy.delivery.ledger.transfers if t.tier == "d2d"]
     assert len(d2d) == sum(len(p) for p in strategy.peers.values())
     assert all(t.dst != t.src and int(t.src.split("-")[1]) in strategy.peers[int(t.dst.split("-")[1])] for t in d2d)
 
@@ -92,10 +94,10 @@ def test_grounded_cloud_edge_sends_skb_and_anchors_once(make_context) -> None:  
         assert task.method == "crlsc-grounded" and task.kb_keys == ("skb-test",) and task.anchor_key == "anchors-test"
         assert to_send == {"skb-test": SKB_BLOB, "anchors-test": ANCHOR_BLOB}
     assert all(to_send == {} for _, _, to_send, _ in strategy.deliveries(2))  # devices keep both
-    anchors = [t for t in strategy.ledger.transfers if t.kind == "anchors"]
+    anchors = [t for t in strategy.delivery.ledger.transfers if t.kind == "anchors"]
     assert [t.tier for t in anchors].count("cloud-edge") == 3 and [t.tier for t in anchors].count("edge-device") == 12
     assert all(t.nbytes == len(ANCHOR_BLOB) for t in anchors)
-    assert sum(t.kind == "kb" for t in strategy.ledger.transfers) == 15
+    assert sum(t.kind == "kb" for t in strategy.delivery.ledger.transfers) == 15
 
 
 def test_grounded_p2p_aligns_from_round_one_and_then_uses_pkbs(make_context) -> None:  # type: ignore[no-untyped-def]
@@ -106,7 +108,7 @@ def test_grounded_p2p_aligns_from_round_one_and_then_uses_pkbs(make_context) -> 
     for device, task, to_send, _ in strategy.deliveries(2):
         assert task.method == "crlsc-grounded" and task.anchor_key == "anchors-test"
         assert sorted(to_send) == sorted(f"pkb-p2p-d{p}-r1" for p in strategy.peers[device])  # anchors held already
-    assert not any(t.kind == "kb" and t.src == "cloud" for t in strategy.ledger.transfers)  # the SKB never moves
+    assert not any(t.kind == "kb" and t.src == "cloud" for t in strategy.delivery.ledger.transfers)  # the SKB never moves
 
 
 @pytest.mark.parametrize("knowledge", ["anchor-pkb", "random-anchor-pkb"])
@@ -125,7 +127,7 @@ def test_anchor_keyed_peer_knowledge_goes_to_the_alignment_not_the_kb(make_conte
         assert task.method == "crlsc-grounded" and task.kb_keys == () and task.anchor_key == "anchors-test"
         assert task.peer_anchor_keys == tuple(f"pkb-{topology}-d{p}-r1" for p in peers)
         assert sorted(to_send) == sorted(task.peer_anchor_keys)  # the anchor images are held since round 1
-    moved = [t for t in strategy.ledger.transfers if t.server_round == 2]
+    moved = [t for t in strategy.delivery.ledger.transfers if t.server_round == 2]
     assert receivers and moved and all(t.kind == "anchor-pkb" and t.tier == "d2d" for t in moved)
 
 
@@ -174,14 +176,15 @@ def test_fedavg_sends_group_weights_and_counts_them(make_context) -> None:  # ty
         assert weights is not None and task.return_weights and to_send == {}
         by_arch.setdefault(ctx.devices[device].arch, set()).add(id(weights))
     assert all(len(ids) == 1 for ids in by_arch.values())  # one shared record per architecture group
-    assert {t.kind for t in strategy.ledger.transfers} == {"weights"}
-    assert len(strategy.ledger.transfers) == 2 * 12  # cloud->edge and edge->device, per device
+    assert {t.kind for t in strategy.delivery.ledger.transfers} == {"weights"}
+    assert len(strategy.delivery.ledger.transfers) == 2 * 12  # cloud->edge and edge->device, per device
 
 
-def test_weighted_average_weights_and_integer_buffers() -> None:
-    a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}
-    b = {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(5)}
-    out = weighted_average([a, b], [1.0, 3.0])
+def test_running_average_weights_and_integer_buffers() -> None:
+    average = RunningAverage()
+    average.add({"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}, 1.0)
+    average.add({"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(5)}, 3.0)
+    out = average.result()
     assert torch.allclose(out["w"], torch.tensor([3.0, 5.0]))
     assert int(out["n"]) == 5
 
@@ -191,11 +194,6 @@ def test_unknown_topology_lists_valid_names() -> None:
         STRATEGIES.get("mesh")
 
 
-def test_array_record_round_trip_keeps_weights() -> None:
-    state = {"w": torch.randn(3, 2)}
-    assert torch.equal(ArrayRecord(torch_state_dict=state).to_torch_state_dict()["w"], state["w"])
-
-
 @pytest.mark.parametrize("topology", STRATEGIES.names())
 def test_absent_devices_get_nothing_and_nothing_is_counted_for_them(make_context, topology: str) -> None:  # type: ignore[no-untyped-def]
     ctx = make_context(**{"faults.dropout": 0.3, "topology.degree": 2})
@@ -203,16 +201,16 @@ def test_absent_devices_get_nothing_and_nothing_is_counted_for_them(make_context
     for server_round in (1, 2, 3):
         absent = dropped_devices(ctx.cfg, server_round)
         assert 0 < len(absent) < 12
-        before = len(strategy.ledger.transfers)
+        before = len(strategy.delivery.ledger.transfers)
         present = {d: task for d, task, _, _ in strategy.deliveries(server_round, absent)}
         assert set(present) == set(range(12)) - absent
-        for t in strategy.ledger.transfers[before:]:  # only present devices send or receive
+        for t in strategy.delivery.ledger.transfers[before:]:  # only present devices send or receive
             assert all(int(end.split("-")[1]) in present for end in (t.src, t.dst) if end.startswith("device-")), t
             if t.tier == "cloud-edge":  # an edge is fed only for devices of it that take part
-                assert any(f"edge-{strategy.edge_of(d)}" == t.dst for d in present)
+                assert any(f"edge-{strategy.plans.edge_of(d)}" == t.dst for d in present)
         for device, task in present.items():  # a present peer's latest PKB, else the newest one held
             for key in task.kb_keys:
                 peer = int(key.split("-d")[1].split("-")[0]) if key.startswith("pkb-") else None
                 if peer is not None:
-                    assert key == (strategy.held_pkb(device, peer) if peer in absent else strategy.pkbs[peer]), key
+                    assert key == (strategy.delivery.held_pkb(device, peer) if peer in absent else strategy.delivery.pkbs[peer]), key
         strategy.after_round(server_round, {d: pkb_reply(d) for d, task in present.items() if task.return_pkb})

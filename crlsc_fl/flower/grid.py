@@ -1,12 +1,15 @@
-"""A Grid wrapper that reports progress while a round's replies come in.
+"""A Grid wrapper that streams a round's replies and reports progress as they come in.
 
+Flower's ``Strategy.start`` uses only ``send_and_receive``; the strategies' hooks also ask
+``get_node_ids``: those two are what :class:`ProgressGrid` offers.
 ``send_and_receive`` keeps at most ``max_in_flight`` messages pushed at once (a sliding
 window: a new one is pushed as each reply arrives), hands every reply to ``on_reply`` as it
 comes (so a strategy can fold large payloads such as weights into running sums and drop
 them), and logs, every few seconds, the devices done, the failed replies, elapsed time and
 the running mean kNN top-1 of the replies so far, and calls ``on_round_end(round)`` once a
 round's replies are in. A resumed run starts counting at ``first_round`` + 1. ``timeout`` applies to each message from when it is pushed; a
-message whose destination node is no longer online is not waited for either. Each round's wall time goes to ``rounds.jsonl``.
+message whose destination node is no longer online is not waited for either. Each round's
+wall time goes to ``rounds.jsonl`` (through :class:`crlsc_fl.federation.run_dir.RunDirectory`).
 """
 
 from __future__ import annotations
@@ -14,28 +17,32 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from logging import INFO, WARNING
-from typing import Any, Callable
+from typing import Callable
 
 from flwr.app import Message
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
-from crlsc_fl.federation.results import RunWriter
+from crlsc_fl.federation.run_dir import RunDirectory
+from crlsc_fl.flower.codec import reply_accuracy
 
 
 class ProgressGrid:
+    """Wraps the ServerApp's Grid for one topology's rounds (``label``: ``scenario/topology``)."""
+
     def __init__(
-        self, grid: Grid, label: str, num_rounds: int, run_start: float, writer: RunWriter | None = None,
+        self, grid: Grid, label: str, num_rounds: int, run_start: float, run_dir: RunDirectory | None = None,
         max_in_flight: int = 0, on_reply: Callable[[int, Message], None] | None = None, every: float = 5.0,
         first_round: int = 0, on_round_end: Callable[[int], object] | None = None,
     ) -> None:
         self._grid = grid
         self.label, self.num_rounds, self.run_start, self.every = label, num_rounds, run_start, every
-        self.writer, self.max_in_flight, self.on_reply, self.on_round_end = writer, max_in_flight, on_reply, on_round_end
+        self.run_dir, self.max_in_flight, self.on_reply, self.on_round_end = run_dir, max_in_flight, on_reply, on_round_end
         self.server_round = first_round
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._grid, name)
+    def get_node_ids(self) -> Iterable[int]:
+        """The nodes connected now."""
+        return self._grid.get_node_ids()
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
@@ -60,8 +67,8 @@ class ProgressGrid:
                     self.on_reply(self.server_round, reply)
                 replies.append(reply)
                 errors += reply.has_error()
-                if not reply.has_error() and "metrics" in reply.content.metric_records:
-                    accuracies.append(float(reply.content.metric_records["metrics"]["knn_top1"]))
+                if (accuracy := reply_accuracy(reply)) is not None:
+                    accuracies.append(accuracy)
             now = time.monotonic()
             if now - last_report >= self.every or not (queue or pending):
                 last_report = now
@@ -77,12 +84,11 @@ class ProgressGrid:
         if given_up:
             log(WARNING, "[%s] round %d/%d: no reply from %d devices (timeout %.0f s or node offline); counted as failed",
                 self.label, self.server_round, self.num_rounds, given_up, timeout or 0)
-        if self.writer is not None:  # round wall times, for benchmarks/federation_overhead.py
-            self.writer.append_rows(
-                "rounds.jsonl",
-                [{"label": self.label, "round": self.server_round, "devices": total, "replies": len(replies), "errors": errors + given_up,
-                  "wall_seconds": time.monotonic() - start}],
-            )
+        if self.run_dir is not None:  # round wall times, for benchmarks/federation_overhead.py
+            self.run_dir.append_round_time({
+                "label": self.label, "round": self.server_round, "devices": total, "replies": len(replies),
+                "errors": errors + given_up, "wall_seconds": time.monotonic() - start,
+            })
         if self.on_round_end is not None:
             self.on_round_end(self.server_round)
         return replies
@@ -90,7 +96,7 @@ class ProgressGrid:
     def _give_up(self, pending: dict[str, tuple[int, float]], now: float, timeout: float | None) -> int:
         """Stop waiting for messages older than ``timeout`` or addressed to a node that went
         offline (a SuperNode that died); returns how many. The strategy records them as failed."""
-        online = set(self._grid.get_node_ids())
+        online = set(self.get_node_ids())
         lost = [mid for mid, (node, pushed) in pending.items()
                 if node not in online or (timeout is not None and now - pushed > timeout)]
         for mid in lost:

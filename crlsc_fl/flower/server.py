@@ -2,7 +2,8 @@
 
 Run with ``python -m crlsc_fl.launch scenarios/quick.toml`` (or ``flwr run . --run-config
 scenarios/quick.toml`` with ``CRLSC_PROJECT_ROOT`` exported). Results go to
-``<project root>/results/<scenario>/<run id>/`` (see :mod:`crlsc_fl.federation.results`);
+``<project root>/results/<scenario>/<run id>/``, all written by
+:class:`crlsc_fl.federation.run_dir.RunDirectory`;
 ``summary.json`` says ``running``, ``completed`` or ``failed`` (with the first errors). A
 round with too few successful replies raises, so Flower too reports the run as failed.
 With ``scenario.resume = RUN_DIR`` the run recorded there is continued
@@ -12,25 +13,25 @@ With ``scenario.resume = RUN_DIR`` the run recorded there is continued
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from logging import ERROR, INFO
 from typing import Callable
 
-from flwr.app import ArrayRecord, Context, Message, MessageType, RecordDict
+from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.devices import federated_data, plan_devices
-from crlsc_fl.federation.checkpoint import Checkpoints, trim_results
 from crlsc_fl.federation.device_store import prune_previous_states, remove_topology_state, state_root
 from crlsc_fl.federation.footprint import Footprint
-from crlsc_fl.federation.progress import ProgressGrid
-from crlsc_fl.federation.results import RunReport, RunWriter, read_metrics, run_directory, summarize
+from crlsc_fl.federation.results import RunReport, read_metrics, summarize
+from crlsc_fl.federation.run_dir import RunDirectory
 from crlsc_fl.federation.stage2_phase import run_stage2
+from crlsc_fl.flower import codec
+from crlsc_fl.flower.grid import ProgressGrid
 from crlsc_fl.kb.mentor import build_mentor_knowledge
 from strategies import STRATEGIES
 from strategies.base import FederationContext, MentorPayloads
@@ -54,20 +55,19 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float = NODE_WAIT_SECONDS) -
 
 def map_devices(grid: Grid, nodes: list[int], num_devices: int) -> dict[int, int]:
     """Ask every node for its partition id: device -> node id."""
-    queries = [Message(content=RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in nodes]
+    queries = [codec.handshake_query(node) for node in nodes]
     mapping: dict[int, int] = {}
     for reply in grid.send_and_receive(queries, timeout=NODE_WAIT_SECONDS):
         if reply.has_error():
             raise RuntimeError(f"node {reply.metadata.src_node_id} failed the handshake: {reply.error.reason}")
-        device = int(reply.content.config_records["node"]["partition-id"])
-        mapping[device] = reply.metadata.src_node_id
+        mapping[codec.partition_of(reply)] = reply.metadata.src_node_id
     missing = sorted(set(range(num_devices)) - set(mapping))
     if missing:
         raise RuntimeError(f"no node holds partition ids {missing[:10]} (of {num_devices} devices)")
     return mapping
 
 
-def make_mentor(cfg: ScenarioConfig, writer: RunWriter) -> Callable[[], MentorPayloads]:
+def make_mentor(cfg: ScenarioConfig, run_dir: RunDirectory) -> Callable[[], MentorPayloads]:
     """A builder of the server's knowledge, run once on first use (the server model's
     features and the SKB are disk-cached by content as well); its report (vectors, bytes,
     build time) goes to ``mentor.json``."""
@@ -78,7 +78,7 @@ def make_mentor(cfg: ScenarioConfig, writer: RunWriter) -> Callable[[], MentorPa
         skb = knowledge.skb.to_bytes()
         anchors = knowledge.anchors.to_bytes() if knowledge.anchors is not None else None
         report = knowledge.report
-        writer.write_json("mentor.json", report)
+        run_dir.write_mentor(report)
         log(INFO, "SKB %s: %d vectors of %d dims, %d bytes; %d anchors, %d bytes (%.1f s)", report["source"], report["skb_count"],
             report["dim"], len(skb), report["anchors"], report["anchor_bytes"], report["build_seconds"])
         return MentorPayloads(
@@ -100,27 +100,27 @@ def main(grid: Grid, context: Context) -> None:
     run_start = time.time()
     cfg = from_flat(dict(context.run_config))
     resume = cfg.scenario.resume
-    writer = RunWriter(Path(resume) if resume else run_directory(cfg, context.run_id))
-    checkpoints = Checkpoints(writer.run_dir)
+    run_dir = RunDirectory(Path(resume)) if resume else RunDirectory.for_run(cfg, context.run_id)
+    checkpoints = run_dir.checkpoints
     topologies = cfg.scenario.topologies
     if resume:  # continue the run recorded there: its device state is named by its first run id
-        run_key = str(json.loads((writer.run_dir / "config.json").read_text())["run_id"])
+        run_key = run_dir.recorded_run_id()
         done = checkpoints.progress(topologies)
-        trim_results(writer.run_dir, done)
-        log(INFO, "[%s] resuming run %s in %s after %s", cfg.scenario.name, run_key, writer.run_dir,
+        run_dir.trim_rounds(done)
+        log(INFO, "[%s] resuming run %s in %s after %s", cfg.scenario.name, run_key, run_dir.path,
             ", ".join(f"{t} round {r}{' (complete)' if c else ''}" for t, (r, c) in done.items()) or "no completed round")
     else:
         run_key, done = str(context.run_id), {}
-        writer.write_json("config.json", {"run_id": context.run_id, "scenario": cfg.to_flat()})
+        run_dir.write_config(context.run_id, cfg.to_flat())
     footprint = Footprint(state_root() / run_key).start()
-    report = RunReport(writer, cfg, run_key, context.run_id, run_start, footprint)
+    report = RunReport(run_dir, run_key, context.run_id, run_start, footprint)
     report.write("running")
-    log(INFO, "[%s] results: %s", cfg.scenario.name, writer.run_dir)
+    log(INFO, "[%s] results: %s", cfg.scenario.name, run_dir.path)
     try:
         nodes = wait_for_nodes(grid, cfg.devices.num_devices)
         node_ids = map_devices(grid, nodes, cfg.devices.num_devices)
         devices = plan_devices(cfg)
-        ctx = FederationContext(cfg, devices, node_ids, device_dim(cfg), writer, make_mentor(cfg, writer), run_key, checkpoints)
+        ctx = FederationContext(cfg, devices, node_ids, device_dim(cfg), run_dir, make_mentor(cfg, run_dir), run_key)
         log(INFO, "[%s] %d devices mapped in %.1f s; topologies: %s", cfg.scenario.name, len(node_ids), time.time() - run_start,
             ", ".join(topologies))
         for topology in topologies:
@@ -141,7 +141,7 @@ def main(grid: Grid, context: Context) -> None:
     footprint.stop()
     report.write("completed")
     checkpoints.remove()
-    log(INFO, "[%s] finished in %.0f s; results in %s", cfg.scenario.name, time.time() - run_start, writer.run_dir)
+    log(INFO, "[%s] finished in %.0f s; results in %s", cfg.scenario.name, time.time() - run_start, run_dir.path)
 
 
 def release_device_state(cfg: ScenarioConfig, run_key: str, topology: str, footprint: Footprint) -> None:
@@ -161,19 +161,19 @@ def run_topology(
     cfg = ctx.cfg
     strategy = STRATEGIES.get(topology)(ctx)
     if last_round:
-        saved = ctx.checkpoints.load(topology) if ctx.checkpoints else None
-        assert saved is not None
+        saved = ctx.run_dir.checkpoints.load(topology)
+        assert saved is not None, f"{topology}: resumed after round {last_round} without its checkpoint"
         strategy.load_state_dict(saved["state"], last_round)
     progress = ProgressGrid(
-        grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start, ctx.writer,
+        grid, f"{cfg.scenario.name}/{topology}", cfg.scenario.rounds, run_start, ctx.run_dir,
         max_in_flight=cfg.scenario.max_in_flight, on_reply=strategy.on_reply, first_round=last_round,
         on_round_end=footprint.sample_device_state if footprint else None,
     )
-    strategy.start(grid=progress, initial_arrays=ArrayRecord(), num_rounds=cfg.scenario.rounds - last_round,  # type: ignore[arg-type]
+    strategy.start(grid=progress, initial_arrays=codec.no_arrays(), num_rounds=cfg.scenario.rounds - last_round,  # type: ignore[arg-type]
                    timeout=cfg.scenario.reply_timeout)
-    run_stage2(grid, cfg, topology, ctx.node_ids, {d.device: d.arch for d in ctx.devices}, ctx.writer, ctx.run_key)
+    run_stage2(grid, cfg, topology, ctx.node_ids, {d.device: d.arch for d in ctx.devices}, ctx.run_dir, ctx.run_key)
     prune_previous_states(state_root(), ctx.run_key, topology)  # every round of it is committed now
-    done = summarize(read_metrics(ctx.writer.run_dir)).get(topology, {})
+    done = summarize(read_metrics(ctx.run_dir.path)).get(topology, {})
     if "knn_top1" in done:
         log(INFO, "[%s] %s done: kNN top-1 %.1f +- %.1f %%, %.0f bytes per device", cfg.scenario.name, topology,
             done["knn_top1"]["mean"], done["knn_top1"]["std"], done["bytes_per_device"]["mean"])

@@ -1,0 +1,78 @@
+"""The plans topologies are built from: train alone, learn from the mentor (SKB), learn from peers.
+
+A plan says which method a device trains with and which payloads reach it by which hops
+(:class:`crlsc_fl.federation.knowledge_delivery.DevicePlan`). Devices are split over
+``topology.edges`` edge nodes in contiguous blocks; server payloads travel
+cloud -> edge -> device, PKBs device -> device (the server relays them: Flower is a star).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from crlsc_fl.federation.knowledge_delivery import DevicePlan, Hop, KnowledgeDelivery, device_node
+
+if TYPE_CHECKING:
+    from strategies.base import FederationContext
+
+
+class DevicePlans:
+    def __init__(self, ctx: FederationContext, delivery: KnowledgeDelivery) -> None:
+        self.ctx, self.delivery = ctx, delivery
+
+    def edge_of(self, device: int) -> int:
+        """Devices are split over edge nodes in contiguous blocks."""
+        per_edge = -(-len(self.ctx.devices) // self.ctx.cfg.topology.edges)
+        return device // per_edge
+
+    def cloud_route(self, device: int) -> list[Hop]:
+        edge = f"edge-{self.edge_of(device)}"
+        return [("cloud", edge, "cloud-edge"), (edge, device_node(device), "edge-device")]
+
+    @property
+    def kb_method(self) -> str:
+        """The method of devices that train with a KB (``train.kb-method``)."""
+        return self.ctx.cfg.train.kb_method
+
+    def anchor_route(self, device: int) -> tuple[str | None, dict[str, list[Hop]]]:
+        """The anchor set's key and its route (cloud -> edge -> device) when the devices are
+        grounded (``crlsc-grounded``); nothing otherwise."""
+        anchors = self.ctx.mentor().anchors if self.kb_method == "crlsc-grounded" else None
+        if anchors is None:
+            return None, {}
+        key = self.delivery.offer(*anchors)
+        return key, {key: self.cloud_route(device)}
+
+    def local(self, device: int, **kwargs: object) -> DevicePlan:
+        """No KB to learn from: plain DCL, or DCL plus anchor alignment for grounded devices
+        (so that their PKBs live in the shared space from the first round)."""
+        anchor, routes = self.anchor_route(device)
+        return DevicePlan("crlsc-grounded" if anchor else "dcl", (), routes, anchor_key=anchor, **kwargs)  # type: ignore[arg-type]
+
+    def mentor(self, device: int, **kwargs: object) -> DevicePlan:
+        """Mentor-to-device: train with the SKB (and the anchors), delivered cloud -> edge -> device."""
+        key = self.delivery.offer(*self.ctx.mentor().skb)
+        anchor, routes = self.anchor_route(device)
+        return DevicePlan(self.kb_method, (key,), {key: self.cloud_route(device), **routes}, anchor_key=anchor, **kwargs)  # type: ignore[arg-type]
+
+    def peers(self, device: int, peers: Iterable[int], absent: Mapping[int, str], **kwargs: object) -> DevicePlan:
+        """Device-to-device: train with the peers' latest PKBs (:meth:`local` if none yet).
+        A peer ``absent`` this round sends nothing: the device uses the newest PKB of it that
+        it holds. Grounded devices also get the anchors from the cloud (once). With
+        ``topology.peer-knowledge`` ``anchor-pkb`` (or its random control) the PKBs are
+        anchor-keyed and become the device's alignment targets, not a KB to retrieve from."""
+        keys, routes = [], {}
+        latest = self.delivery.pkbs
+        for p in peers:
+            if p not in absent and p in latest:
+                keys.append(latest[p])
+                routes[latest[p]] = [(device_node(p), device_node(device), "d2d")]
+            elif (held := self.delivery.held_pkb(device, p)) is not None:
+                keys.append(held)
+        if not keys:
+            return self.local(device, **kwargs)
+        anchor, anchor_routes = self.anchor_route(device)
+        kb_keys, peer_anchor_keys = ((), tuple(keys)) if self.ctx.cfg.topology.peer_knowledge != "pkb" else (tuple(keys), ())
+        return DevicePlan(self.kb_method, kb_keys, {**routes, **anchor_routes}, anchor_key=anchor,  # type: ignore[arg-type]
+                          peer_anchor_keys=peer_anchor_keys, **kwargs)
