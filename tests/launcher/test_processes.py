@@ -4,7 +4,6 @@ their own session) and nothing it did not cause."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
