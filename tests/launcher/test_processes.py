@@ -4,6 +4,7 @@ their own session) and nothing it did not cause."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -118,11 +119,14 @@ def test_tail_of_a_missing_log_is_empty_and_bad_scan_interval_is_refused(tmp_pat
 
 
 def test_describe_names_pid_and_command_line() -> None:
-    proc = psutil.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    proc = psutil.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"],
+                        stdout=subprocess.PIPE, text=True)
     try:
+        assert proc.stdout.readline().strip() == "ready"  # exec'd: the command line is the child's own
         assert describe(proc).startswith(f"{proc.pid}: {sys.executable} -c import time")
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     assert not is_running(proc)
     assert describe(proc) == f"{proc.pid}: "
