@@ -30,7 +30,7 @@ from crlsc_fl.config import load_scenario
 from crlsc_fl.federation.device_round import RoundTask, run_device_round
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.results import read_metrics
-from crlsc_fl.memory import MemorySampler
+from crlsc_fl.memory import MemorySampler, physical_memory
 
 
 def bare_loop(scenario: Path, topology: str, rounds: list[dict]) -> dict[str, object]:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     rounds = read_metrics(run_dir, "rounds.jsonl")
     report: dict[str, object] = {
         "command": "python -m benchmarks.federation_overhead " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {round(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30)} GiB",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {round(physical_memory() / 2**30)} GiB",
         "scenario": str(args.scenario),
         "overrides": overrides,
         "run_dir": str(run_dir),

@@ -1,6 +1,7 @@
 """Compare finished runs in one set of figures.
 
     python -m crlsc_fl.compare results/quick/<run-a> results/p2p/<run-b> --out results/compare
+    crlsc-fl compare results/quick/<run-a> results/p2p/<run-b> --out results/compare
 """
 
 from __future__ import annotations
@@ -8,15 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Sequence
 
 from crlsc_fl.federation.plots import plot_runs
 from crlsc_fl.federation.results import read_metrics, summarize
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str = "python -m crlsc_fl.compare") -> argparse.ArgumentParser:
+    """The command line of ``python -m crlsc_fl.compare`` / ``crlsc-fl compare``."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (holding metrics.jsonl)")
     parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m crlsc_fl.compare") -> int:
+    """Entry point; returns the exit code (2 with a usage message for a run without metrics)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     runs = {}
     for run in args.runs:

@@ -1,4 +1,4 @@
-"""Run one scenario on a real Flower deployment on loopback: SuperLink + N SuperNodes.
+"""Run one scenario on a real Flower deployment on loopback: SuperLink + N SuperNodes (= ``crlsc-fl deploy``).
 
 Usage::
 
@@ -8,7 +8,7 @@ Usage::
 ``--supernodes`` defaults to the scenario's ``devices.num-devices``; ``--rounds R`` is
 ``--set scenario.rounds=R``. Overrides are merged into a copy of the scenario TOML, because
 ``flwr run --run-config`` takes either one TOML path or key=value pairs, never both.
-Exit codes are those of :mod:`crlsc_fl.launch`. Every process started here (SuperLink,
+Exit codes are those of :mod:`crlsc_fl.launch` (see :mod:`crlsc_fl.launcher.cli`). Every process started here (SuperLink,
 SuperExec, ServerApp, SuperNodes, ClientApps) is stopped by PID at the end, also on Ctrl-C.
 
 The same by hand (for the README; run from the repository root, one terminal each or ``&``)::
@@ -43,52 +43,12 @@ even when the ServerApp failed: trust ``flwr ls``.)
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
-from pathlib import Path
-from typing import Sequence
 
-from crlsc_fl import flwr_cli as fc
-from crlsc_fl.launch import RunPlan, execute, prepare
+# The one implementation (also behind `crlsc-fl deploy`): main(argv=None, *, prog=..., sessions=None) -> exit code.
+from crlsc_fl.launcher.cli import deploy_main as main
 
-ROUNDS_KEY = "scenario.rounds"
-
-
-def build_parser(prog: str = "python -m crlsc_fl.deploy") -> argparse.ArgumentParser:
-    """The command line of the deployment runner."""
-    parser = argparse.ArgumentParser(prog=prog, description="Run a CRLSC scenario on a loopback Flower deployment.")
-    parser.add_argument("scenario", type=Path, help="scenario TOML file, e.g. scenarios/ci.toml")
-    parser.add_argument("--supernodes", type=int, default=None, help="SuperNodes to start (default: devices.num-devices)")
-    parser.add_argument("--rounds", type=int, default=None, help=f"override {ROUNDS_KEY}")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a scenario key (repeatable)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds before the run is stopped")
-    parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for all SuperNodes")
-    parser.add_argument("--app", type=Path, default=None, help="Flower app root (default: this repository)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, *, sessions: list[fc.FlowerSession] | None = None) -> int:
-    """Entry point; returns the exit code. ``sessions`` (tests) receives the session for PID checks."""
-    args = build_parser().parse_args(argv)
-    overrides = list(args.overrides) + ([f"{ROUNDS_KEY}={args.rounds}"] if args.rounds is not None else [])
-    try:
-        cfg, run_config, tmp, env = prepare(args.scenario, overrides)
-        n = args.supernodes or int(cfg.devices.num_devices)
-        if n < 1:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ValueError(f"--supernodes must be >= 1, got {n}")
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return fc.EXIT_CONFIG
-    if n != cfg.devices.num_devices:
-        print(f"[crlsc] note: {n} SuperNodes but devices.num-devices={cfg.devices.num_devices} in the scenario",
-              file=sys.stderr)
-    plan = RunPlan(cfg, run_config, tmp, (args.app or fc.project_root()).resolve(), "deploy", False,
-                   supernodes=n, connect_timeout=args.connect_timeout, timeout=args.timeout, env=env)
-    return execute(plan, sessions)
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,6 +44,11 @@ def tree_memory(root_pid: int) -> int:
     return sum(process_memory(p) for p in processes)
 
 
+def physical_memory() -> int:
+    """Memory installed in this machine, in bytes (for reports: "16 cores, 128 GiB")."""
+    return int(psutil.virtual_memory().total)
+
+
 def system_used() -> int:
     """Memory in use system-wide (total - available), in bytes."""
     vm = psutil.virtual_memory()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from crlsc_fl.memory import MemorySampler, tree_memory
+from crlsc_fl.memory import MemorySampler, physical_memory, system_used, tree_memory
 
 HOLD = "import sys, time; x = bytearray({size}); x[::4096] = b'1' * len(x[::4096]); print('ready', flush=True); time.sleep(30)"
 
@@ -47,3 +47,8 @@ def test_a_process_that_is_gone_measures_zero_and_bad_intervals_fail() -> None:
     assert tree_memory(proc.pid) == 0
     with pytest.raises(ValueError, match="interval must be > 0"):
         MemorySampler(interval=0)
+
+
+def test_system_memory_in_use_fits_in_the_installed_memory() -> None:
+    assert 0 < system_used() < physical_memory()
+    assert physical_memory() > 2**28  # any machine that runs the tests has more than 256 MiB

@@ -4,6 +4,7 @@ Examples::
 
     python -m crlsc_fl.stage2 --run-dir runs/ring --out results/stage2
     python -m crlsc_fl.stage2 --encoder a.pt --encoder b.pt --out /tmp/s2 --train-samples 1000
+    crlsc-fl stage2 --run-dir runs/ring --out results/stage2
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def _list_of(kind: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m crlsc_fl.stage2") -> argparse.ArgumentParser:
+    """The command line of ``python -m crlsc_fl.stage2`` / ``crlsc-fl stage2``."""
     defaults, link, probe = ReportConfig(), LinkConfig(), ProbeConfig()
-    p = argparse.ArgumentParser(prog="python -m crlsc_fl.stage2", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("encoders (at least one)")
     src.add_argument("--encoder", action="append", default=[], metavar="PATH", help="encoder file from save_encoder (repeatable)")
     src.add_argument("--run-dir", action="append", default=[], metavar="DIR",
@@ -70,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m crlsc_fl.stage2") -> int:
+    """Entry point; returns the exit code (2 for bad options, encoders or data)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         config = ReportConfig(

@@ -28,163 +28,11 @@ from typing import Any
 import pytest
 import tomli_w
 
-from crlsc_fl import deploy, flwr_cli, launch
+from crlsc_fl import deploy
+from crlsc_fl.launcher.processes import describe, is_running
+from crlsc_fl.launcher.session import FlowerSession
 
 REPO = Path(__file__).resolve().parents[2]
-
-# Captured from `flwr ls <conn> --format json` (flwr 1.42.0) after one completed and one
-# crashed simulation run.
-LS_SAMPLE = """{
-  "success": true,
-  "runs": [
-    {
-      "run-id": "2296371772530611739",
-      "federation-id": "@none/default",
-      "fab-id": "tester/flapp",
-      "fab-name": "flapp",
-      "fab-version": "0.1.0",
-      "fab-hash": "4fac7d94a7f8a0b7e3d6c1bd0b7f4a3c2d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a",
-      "status": "finished:failed",
-      "status-details": "Simulation failed with exception: requested failure",
-      "elapsed": 12.047261,
-      "pending-at": "2026-11-28 15:19:20Z",
-      "starting-at": "2026-11-28 15:19:20Z",
-      "running-at": "2026-11-28 15:19:22Z",
-      "finished-at": "2026-11-28 15:19:34Z",
-      "network-traffic": {"inbound-bytes": 0, "outbound-bytes": 0, "total-bytes": 0},
-      "compute-time": {"serverapp-seconds": 12.047261, "clientapp-seconds": 0.0, "total-seconds": 12.047261}
-    },
-    {
-      "run-id": "7850792257349967335",
-      "federation-id": "@none/default",
-      "fab-id": "tester/flapp",
-      "fab-name": "flapp",
-      "fab-version": "0.1.0",
-      "fab-hash": "08b891d775c532d35c8f4cb2a86285f2e89c07e5f5a23f570fc04659f369d1b1",
-      "status": "finished:completed",
-      "status-details": "N/A",
-      "elapsed": 15.565116,
-      "pending-at": "2026-11-28 15:18:56Z",
-      "starting-at": "2026-11-28 15:18:56Z",
-      "running-at": "2026-11-28 15:18:58Z",
-      "finished-at": "2026-11-28 15:19:13Z",
-      "network-traffic": {"inbound-bytes": 0, "outbound-bytes": 0, "total-bytes": 0},
-      "compute-time": {"serverapp-seconds": 15.565116, "clientapp-seconds": 7.95530637000013,
-                       "total-seconds": 23.52042237000013}
-    }
-  ]
-}
-"""
-
-
-# --------------------------------------------------------------------------- fast unit tests
-
-
-def test_parse_ls_json_statuses() -> None:
-    runs = {r.run_id: r for r in flwr_cli.parse_ls_json(LS_SAMPLE)}
-    ok, bad = runs["7850792257349967335"], runs["2296371772530611739"]
-    assert ok.status == "finished:completed" and ok.finished and ok.succeeded
-    assert bad.status == "finished:failed" and bad.finished and not bad.succeeded
-    assert "requested failure" in bad.details
-    assert max(runs.values(), key=lambda r: r.pending_at) is bad  # newest run
-
-
-def test_parse_ls_json_tolerates_leading_text_and_rejects_failure() -> None:
-    assert len(flwr_cli.parse_ls_json("📄 Listing all runs...\n" + LS_SAMPLE)) == 2
-    with pytest.raises(ValueError):
-        flwr_cli.parse_ls_json('{"success": false, "error-message": "no such run"}')
-    with pytest.raises(ValueError):
-        flwr_cli.parse_ls_json("")
-
-
-def test_running_run_is_not_finished() -> None:
-    text = json.dumps({"success": True, "runs": [{"run-id": "5", "status": "running", "status-details": "N/A"}]})
-    (run,) = flwr_cli.parse_ls_json(text)
-    assert not run.finished and not run.succeeded
-
-
-def test_outcome_exit_codes() -> None:
-    def outcome(status: str | None, timed_out: bool = False) -> flwr_cli.Outcome:
-        info = flwr_cli.RunInfo("1", status) if status else None
-        return flwr_cli.Outcome(flwr_cli.StreamResult(0, "1", timed_out, 1.0, 0.5), info)
-
-    assert outcome("finished:completed").exit_code == 0
-    assert outcome("finished:failed").exit_code == 1
-    assert outcome("finished:stopped").exit_code == 1
-    assert outcome(None).exit_code == 1 and outcome(None).status == "unknown"
-    assert outcome("running", timed_out=True).exit_code == 124
-
-
-def test_run_id_from_flwr_run_output() -> None:
-    assert flwr_cli.find_run_id("\x1b[32mSuccessfully started run 7850792257349967335\x1b[0m") == "7850792257349967335"
-    assert flwr_cli.find_run_id("INFO : Starting logstream for run_id `785`") is None
-
-
-def test_overrides_merge_into_a_copy(tmp_path: Path) -> None:
-    scenario = tmp_path / "s.toml"
-    scenario.write_text('[scenario]\nname = "x"\nrounds = 5\n')
-    assert flwr_cli.merged_run_config(scenario, {}, tmp_path / "m.toml") == scenario.resolve()
-    values = flwr_cli.parse_overrides(["scenario.rounds=2", "scenario.results-dir=/tmp/r", "train.lr=0.1"])
-    merged = tomllib.loads(flwr_cli.merged_run_config(scenario, values, tmp_path / "m.toml").read_text())
-    assert merged == {"scenario": {"name": "x", "rounds": 2, "results-dir": "/tmp/r"}, "train": {"lr": 0.1}}
-    assert tomllib.loads(scenario.read_text())["scenario"]["rounds"] == 5
-
-
-def test_federation_config_merge() -> None:
-    text = flwr_cli.federation_config({"num-supernodes": 3, "client-resources-num-cpus": 1}, "client-resources-num-cpus=2 x=1")
-    assert text == "num-supernodes=3 client-resources-num-cpus=2 x=1"
-
-
-def test_invalid_scenario_exits_2_before_starting_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[scenario]\nname = "x"\nrounds = 0\n')
-    assert launch.main([str(bad), "--app", str(tmp_path)]) == 2
-    assert "scenario.rounds" in capsys.readouterr().err
-    assert deploy.main([str(bad), "--app", str(tmp_path)]) == 2
-    assert deploy.main([str(tmp_path / "missing.toml"), "--app", str(tmp_path)]) == 2
-    ok = tmp_path / "ok.toml"
-    ok.write_text('[scenario]\nname = "x"\n')
-    assert deploy.main([str(ok), "--set", "no.such-key=1", "--app", str(tmp_path)]) == 2
-    assert "no.such-key" in capsys.readouterr().err
-    assert not (tmp_path / ".flwr").exists()
-
-
-STUBBORN = """
-import signal, subprocess, sys, time
-signal.signal(signal.SIGTERM, signal.SIG_IGN)          # like Ray's agents: needs SIGKILL
-subprocess.Popen(["setsid", "sleep", "300"])              # a grandchild in its own session
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-print("ready", flush=True)
-time.sleep(300)
-"""
-
-
-def test_supervisor_stops_everything_it_caused(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-    import time
-
-    bystander = subprocess.Popen(["sleep", "300"])  # not started through the supervisor: must survive
-    sup = flwr_cli.Supervisor(tmp_path, scan_interval=0.1)
-    try:
-        proc = sup.start("stubborn", [sys.executable, "-c", STUBBORN], dict(os.environ))
-        deadline = time.monotonic() + 20
-        while "ready" not in sup.log_path("stubborn").read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
-        sup.scan()
-        assert len(sup.alive()) == 3, [flwr_cli.cmdline(p) for p in sup.alive()]
-        assert len(sup.sessions) == 2  # ours and the setsid grandchild's
-        assert bystander.pid not in sup.all_pids()
-        assert sup.stop(grace=1.0) == []
-        assert proc.poll() is not None and sup.alive() == []
-        assert bystander.poll() is None
-    finally:
-        bystander.kill()
-        bystander.wait()
-        for pid in sup.alive():
-            os.kill(pid, 9)
-
 
 # --------------------------------------------------------------------------- the fake app
 
@@ -313,20 +161,19 @@ def app_case(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path
     return REPO, REPO / "scenarios" / "ci.toml", extra, results
 
 
-def assert_all_gone(session: flwr_cli.FlowerSession) -> None:
+def assert_all_gone(session: FlowerSession) -> None:
     pids = session.supervisor.all_pids()
     assert len(pids) >= 2, pids  # at least the SuperLink and what it started
-    assert session.supervisor.alive() == [], [flwr_cli.cmdline(p) for p in session.supervisor.alive()]
-    for pid in pids:
-        stat = flwr_cli.read_stat(pid)
-        assert stat is None or stat.state in ("Z", "X") or stat.start != session.supervisor.tracked[pid], pid
+    assert session.supervisor.alive() == [], [describe(p) for p in session.supervisor.running()]
+    for proc in session.supervisor.tracked.values():
+        assert not is_running(proc), describe(proc)
     assert not (session.home / "apps").exists()
 
 
 # --------------------------------------------------------------------------- slow tests
 
 
-def kill_supernode_when(sessions: list[flwr_cli.FlowerSession], results: Path, name: str, ready, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+def kill_supernode_when(sessions: list[FlowerSession], results: Path, name: str, ready, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
     """Background: SIGKILL SuperNode ``name`` once ``ready(metrics rows)`` is true."""
     while not stop.is_set():
         files = list(results.glob("*/*/metrics.jsonl"))
@@ -349,7 +196,7 @@ def test_deployment_three_supernodes_one_killed_mid_round(app_case, capsys: pyte
     monkeypatch.setenv("CRLSC_STATE_DIR", str(tmp_path / "state"))  # the SuperNodes' device state
     extra += ["--set", "scenario.topologies=p2p", "--set", "scenario.reply-timeout=150",
               "--set", "scenario.min-success-fraction=0.5"]
-    sessions: list[flwr_cli.FlowerSession] = []
+    sessions: list[FlowerSession] = []
     stop = threading.Event()
     p2p_round_1_done = lambda rows: sum(r["topology"] == "p2p" for r in rows) >= 3  # noqa: E731
     killer = threading.Thread(target=kill_supernode_when, args=(sessions, results, "supernode-2", p2p_round_1_done, stop))
@@ -387,21 +234,9 @@ def test_deployment_three_supernodes_one_killed_mid_round(app_case, capsys: pyte
 def test_deployment_reports_serverapp_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     app = write_fake_app(tmp_path / "app")
     scenario = write_scenario(tmp_path / "fail.toml", "fail-on-purpose", devices=2, rounds=1)
-    sessions: list[flwr_cli.FlowerSession] = []
+    sessions: list[FlowerSession] = []
     code = deploy.main([str(scenario), "--supernodes", "2", "--timeout", "240", "--app", str(app)], sessions=sessions)
     out = capsys.readouterr().out
     assert code == 1, out[-3000:]
     assert "finished:failed" in out
     assert_all_gone(sessions[0])
-
-
-def test_no_flower_home_leaks_into_git(tmp_path: Path) -> None:
-    home = flwr_cli.make_flwr_home(tmp_path, "unit")
-    assert home.parent == tmp_path / ".flwr"
-    assert flwr_cli.make_flwr_home(tmp_path, "unit") != home  # same second, same pid: still fresh
-    assert (tmp_path / ".flwr" / ".gitignore").read_text().strip().endswith("*")
-    env = flwr_cli.flwr_env(home, tmp_path, base={"PATH": "/usr/bin", "RAY_ADDRESS": "x"})
-    assert env["FLWR_HOME"] == str(home) and env["CRLSC_PROJECT_ROOT"] == str(tmp_path)
-    assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1" and env["FLWR_TELEMETRY_ENABLED"] == "0"
-    assert "RAY_ADDRESS" not in env
-    assert os.path.isabs(env["FLWR_HOME"])

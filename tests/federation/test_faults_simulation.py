@@ -21,11 +21,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from crlsc_fl import flwr_cli, launch
+from crlsc_fl import launch
 from crlsc_fl.config import from_flat
 from crlsc_fl.data.datasets import write_offline_cifar10
 from crlsc_fl.data.synthetic import make_synthetic_images
 from crlsc_fl.federation.faults import dropped_devices
+from crlsc_fl.launcher.session import FlowerSession
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "scenarios" / "ci.toml"
@@ -74,7 +75,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def reference(env: dict[str, Any]) -> tuple[Path, str, int]:
     """The faulty scenario straight through: (run dir, output, exit code)."""
     results = env["tmp"] / "reference"
-    sessions: list[flwr_cli.FlowerSession] = []
+    sessions: list[FlowerSession] = []
     with pytest.MonkeyPatch.context() as patch:
         out = Capture(patch)
         code = launch.main([str(SCENARIO), "--timeout", "600", *overrides(results)], sessions=sessions)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from crlsc_fl import flwr_cli, launch
+from crlsc_fl import launch
+from crlsc_fl.launcher.session import FlowerSession
 from strategies import STRATEGIES
 
 TOPOLOGIES = STRATEGIES.names()
@@ -29,7 +30,7 @@ def test_ci_scenario_simulation_writes_metrics_summary_and_plots(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     results = tmp_path / "results"
     monkeypatch.setenv("CRLSC_STATE_DIR", str(tmp_path / "state"))
-    sessions: list[flwr_cli.FlowerSession] = []
+    sessions: list[FlowerSession] = []
     widths = {"devices.architectures": "resnet18:0.6,resnet34@0.25:0.2,resnet50:0.2"}  # resnet34 x 0.25, the others x 0.5
     overrides = [f"scenario.results-dir={results}"] + [
         f"{k}={json.dumps(v)}" for k, v in {**GROUNDED_IMAGE_MENTOR, **widths}.items()

@@ -1,0 +1,106 @@
+"""Where and with which environment Flower runs: the Flower home, environment variables,
+the loopback connection, and user paths made absolute.
+
+Every invocation gets its own Flower home, ``<app root>/.flwr/<mode>-<stamp>-<pid>/``
+(``FLWR_HOME``), holding ``config.toml`` (one ``[superlink.<name>]`` connection with an
+explicit loopback address), the SuperLink database ``state.db``, one log file per started
+process and the installed app (``apps/``, removed at the end). ``<app root>/.flwr/`` is
+excluded from FABs by Flower itself and ignores itself for git (``.flwr/.gitignore`` = ``*``),
+so parallel invocations (a test beside a long run) never share ports, state or config.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+import tomli_w
+
+from crlsc_fl.launcher.errors import FlowerError
+
+FLOWER_HOMES = ".flwr"  # under the app root; Flower leaves it out of the FAB it builds
+# Environment variables holding paths: made absolute before Flower starts, because Flower
+# runs the ServerApp and the ClientApps from its own directories.
+PATH_ENV = ("CRLSC_DATA_DIR", "CRLSC_STATE_DIR", "CRLSC_CACHE_DIR")
+# Read by crlsc_fl.federation.results: where a relative scenario.results-dir is anchored.
+PROJECT_ROOT_ENV = "CRLSC_PROJECT_ROOT"
+
+
+def checkout_root() -> Path:
+    """This source checkout: the default Flower app root (it holds ``pyproject.toml``).
+
+    Not :func:`crlsc_fl.federation.results.project_root`, which is where the *ServerApp*
+    anchors relative results directories (``$CRLSC_PROJECT_ROOT``, set from the app root).
+    """
+    return Path(__file__).resolve().parents[2]
+
+
+def absolute(path: str, cwd: Path) -> Path:
+    """``path`` resolved against the user's working directory ``cwd`` (``~`` expanded)."""
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else cwd / p).resolve()
+
+
+def pinned_path_env(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:
+    """The set, non-empty :data:`PATH_ENV` variables of ``environ`` made absolute against ``cwd``."""
+    return {name: str(absolute(environ[name], cwd)) for name in PATH_ENV if environ.get(name)}
+
+
+def make_flwr_home(root: Path, mode: str) -> Path:
+    """Create a fresh per-invocation FLWR_HOME ``<root>/.flwr/<mode>-<stamp>-<pid>``."""
+    base = root / FLOWER_HOMES
+    base.mkdir(parents=True, exist_ok=True)
+    ignore = base / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by crlsc_fl.launcher: per-run Flower homes, never committed\n*\n")
+    stem = f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for i in range(100):  # two homes in the same second from the same process get a suffix
+        home = base / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            home.mkdir()
+            return home
+        except FileExistsError:
+            continue
+    raise FlowerError(f"cannot create a fresh Flower home {base / stem}")
+
+
+def flwr_env(home: Path, project: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for every Flower process of one invocation.
+
+    No telemetry or update check (no internet), no runtime ``uv sync`` of the app's
+    dependencies (they are installed in this venv), unbuffered Python output so that
+    ``flwr run --stream`` reaches the terminal line by line, and ``CRLSC_PROJECT_ROOT`` so
+    the ServerApp (which runs from ``$FLWR_HOME/apps/...``) knows where ``results/`` is.
+    """
+    env = dict(os.environ if base is None else base)
+    env.update(
+        FLWR_HOME=str(home),
+        FLWR_TELEMETRY_ENABLED="0",
+        FLWR_DISABLE_UPDATE_CHECK="1",
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env[PROJECT_ROOT_ENV] = str(project)
+    env.pop("RAY_ADDRESS", None)  # never join somebody else's Ray cluster
+    # Make sure the Flower executables of *this* interpreter are found first.
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_connection(home: Path, name: str, address: str) -> Path:
+    """Write ``$FLWR_HOME/config.toml`` with one insecure SuperLink connection as default."""
+    path = home / "config.toml"
+    path.write_text(tomli_w.dumps({"superlink": {"default": name, name: {"address": address, "insecure": True}}}))
+    return path

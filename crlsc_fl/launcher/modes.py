@@ -1,0 +1,100 @@
+"""The two ways to run a scenario on Flower, as small strategy objects used by the one
+command-line flow in :mod:`crlsc_fl.launcher.cli`:
+
+* :data:`SIMULATION` (``crlsc-fl run`` = ``python -m crlsc_fl.launch``): ``flower-superlink
+  --simulation``; the devices are Flower's simulated SuperNodes (Ray actors), set with
+  ``--federation-config``; supports ``--resume`` and ``--clean``;
+* :data:`DEPLOYMENT` (``crlsc-fl deploy`` = ``python -m crlsc_fl.deploy``): a SuperLink and
+  N real ``flower-supernode`` processes on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from abc import ABC, abstractmethod
+from typing import Any
+
+from crlsc_fl.launcher.overrides import federation_config
+
+ROUNDS_KEY = "scenario.rounds"
+
+
+class Federation(ABC):
+    """What differs between the simulation and the deployment; the rest of a run is shared."""
+
+    mode = ""  # name prefix of the Flower home
+    simulation = False  # flower-superlink --simulation
+    supports_resume = False  # --resume RESULTS_DIR and --clean
+    devices_option = ""  # the option giving the number of SuperNodes (stored as ``args.devices``)
+    description = ""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add the options only this federation has."""
+
+    def extra_overrides(self, args: argparse.Namespace) -> list[str]:
+        """``key=value`` overrides implied by this federation's options (after the user's ``--set``)."""
+        return []
+
+    def devices(self, args: argparse.Namespace, cfg: Any) -> int:
+        """SuperNodes to run: the option's value, else the scenario's ``devices.num-devices``."""
+        n = args.devices or int(cfg.devices.num_devices)
+        if n < 1:
+            raise ValueError(f"{self.devices_option} must be >= 1, got {n}")
+        return n
+
+    @abstractmethod
+    def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
+        """The :class:`~crlsc_fl.launcher.runner.RunPlan` fields this federation sets."""
+
+    def note(self, devices: int, cfg: Any) -> None:
+        """Print what the user may not expect about the chosen setup (nothing by default)."""
+
+
+class Simulation(Federation):
+    """Flower simulation: one SuperLink with ``--simulation``; ``flwr run`` sets the simulated nodes."""
+
+    mode = "sim"
+    simulation = True
+    supports_resume = True
+    devices_option = "--num-supernodes"
+    description = "Run a CRLSC scenario as a Flower simulation."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(self.devices_option, dest="devices", metavar="N", type=int, default=None,
+                            help="simulated devices (default: devices.num-devices)")
+        parser.add_argument("--federation-config", default=None,
+                            help='extra simulation settings, "k=v k2=v2", e.g. "client-resources-num-cpus=2"')
+
+    def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
+        defaults = {"num-supernodes": devices, "client-resources-num-cpus": 1}
+        return {"flwr_run_args": ["--federation-config", federation_config(defaults, args.federation_config)]}
+
+
+class Deployment(Federation):
+    """Loopback deployment: a SuperLink and ``devices`` ``flower-supernode`` processes."""
+
+    mode = "deploy"
+    simulation = False
+    devices_option = "--supernodes"
+    description = "Run a CRLSC scenario on a loopback Flower deployment."
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(self.devices_option, dest="devices", metavar="N", type=int, default=None, help="SuperNodes to start (default: devices.num-devices)")
+        parser.add_argument("--rounds", type=int, default=None, help=f"override {ROUNDS_KEY}")
+        parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for all SuperNodes")
+
+    def extra_overrides(self, args: argparse.Namespace) -> list[str]:
+        return [f"{ROUNDS_KEY}={args.rounds}"] if args.rounds is not None else []
+
+    def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
+        return {"supernodes": devices, "connect_timeout": args.connect_timeout}
+
+    def note(self, devices: int, cfg: Any) -> None:
+        if devices != cfg.devices.num_devices:
+            print(f"[crlsc] note: {devices} SuperNodes but devices.num-devices={cfg.devices.num_devices} in the scenario",
+                  file=sys.stderr)
+
+
+SIMULATION = Simulation()
+DEPLOYMENT = Deployment()

@@ -1,0 +1,177 @@
+"""One Flower SuperLink (+ optional SuperNodes) with its own Flower home: :class:`FlowerSession`.
+
+We start the SuperLink ourselves (``flower-superlink --simulation`` for simulation) on a
+free port instead of relying on the ``:local:`` connection: ``:local:`` always uses port
+39091 and silently reuses *any* SuperLink already listening there (another user's), and it
+leaves its SuperLink running. Measured with flwr 1.42.0 (see /work/shared/notes/flower-1.42.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import psutil
+
+from crlsc_fl.launcher.environment import flwr_env, free_port, make_flwr_home, write_connection
+from crlsc_fl.launcher.errors import FlowerError
+from crlsc_fl.launcher.flower_cli import count_supernodes, final_status, shell_quote, stream_flwr_run
+from crlsc_fl.launcher.outcome import Outcome
+from crlsc_fl.launcher.polling import PollTimeout, poll_until
+from crlsc_fl.launcher.processes import Supervisor, describe, tail
+from crlsc_fl.launcher.signals import deferred_signals
+
+HEALTH_TIMEOUT = 30.0  # seconds for a fresh SuperLink to answer /health
+HEALTH_INTERVAL = 0.2
+SUPERNODES_INTERVAL = 0.5  # seconds between `flwr supernode ls` calls
+STATUS_TIMEOUT = 30.0  # seconds for `flwr ls` to report a final status after `flwr run` returned
+STATUS_TIMEOUT_AFTER_TIMEOUT = 5.0  # ... after we stopped `flwr run` on --timeout
+
+
+def answers_health(url: str) -> bool:
+    """True if ``url`` answers HTTP 200 within half a second."""
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def exit_error(name: str, proc: psutil.Popen, log: Path) -> FlowerError:
+    """The error for a Flower process that exited although we wait for it, with its log's tail."""
+    return FlowerError(f"{name} exited with code {proc.returncode}; see {log}:\n{tail(log)}")
+
+
+def wait_health(port: int, proc: psutil.Popen, log: Path, timeout: float = HEALTH_TIMEOUT) -> float:
+    """Wait until the SuperLink on ``port`` answers ``/health``; return seconds waited."""
+    t0 = time.monotonic()
+    url = f"http://127.0.0.1:{port}/health"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise exit_error("flower-superlink", proc, log)
+        return answers_health(url)
+
+    try:
+        poll_until(healthy, timeout=timeout, interval=HEALTH_INTERVAL, what=f"flower-superlink to answer {url}")
+    except PollTimeout as late:
+        raise FlowerError(f"flower-superlink did not answer {url} within {timeout:.0f}s; see {log}:\n{tail(log)}") from late
+    return time.monotonic() - t0
+
+
+@dataclass
+class FlowerSession:
+    """One SuperLink (+ optional SuperNodes) with its own FLWR_HOME; use as a context manager.
+
+    >>> with FlowerSession(checkout_root(), mode="sim", simulation=True) as fs:   # doctest: +SKIP
+    ...     outcome = fs.run(app, run_config, ["--federation-config", "num-supernodes=3"], timeout=600)
+    """
+
+    project: Path
+    mode: str
+    simulation: bool
+    connection: str = "crlsc"
+    home: Path = field(init=False)
+    env: dict[str, str] = field(init=False)
+    supervisor: Supervisor = field(init=False)
+    port: int = 0
+    run_id: str | None = None  # set as soon as `flwr run` reports it (also if interrupted later)
+    leftovers: list[int] = field(default_factory=list)
+    startup_seconds: float = 0.0  # SuperLink start until /health answers
+    supernodes_seconds: float = 0.0  # SuperNodes start until all are online
+    shutdown_seconds: float = 0.0  # close(): until every process is gone
+
+    def __post_init__(self) -> None:
+        self.home = make_flwr_home(self.project, self.mode)
+        self.env = flwr_env(self.home, self.project)
+        self.supervisor = Supervisor(self.home)
+
+    def __enter__(self) -> "FlowerSession":
+        try:
+            self.start_superlink()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start_superlink(self, attempts: int = 3) -> None:
+        """Start ``flower-superlink`` on a free loopback port and point our connection at it.
+
+        A port that was free a moment ago can be taken before the SuperLink binds it: then
+        (and only then) another port is tried.
+        """
+        for attempt in range(attempts):
+            self.port = free_port()
+            argv = [
+                "flower-superlink", "--insecure", "--isolation", "subprocess", "--host", "127.0.0.1",
+                "--port", str(self.port), "--database", str(self.home / "state.db"),
+                "--disable-runtime-dependency-installation",
+            ] + (["--simulation"] if self.simulation else [])
+            name = "superlink" if attempt == 0 else f"superlink-{attempt}"
+            proc = self.supervisor.start(name, argv, self.env)
+            try:
+                self.startup_seconds = wait_health(self.port, proc, self.supervisor.log_path(name))
+                break
+            except FlowerError:
+                if attempt == attempts - 1 or "address already in use" not in tail(self.supervisor.log_path(name)).lower():
+                    raise
+        write_connection(self.home, self.connection, f"127.0.0.1:{self.port}")
+
+    def start_supernodes(self, n: int, wait: float = 60.0) -> None:
+        """Start ``n`` SuperNodes (partition-id i of n) and wait until the SuperLink sees all."""
+        for i in range(n):
+            argv = [
+                "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
+                "--host", "127.0.0.1", "--port", str(free_port()),
+                "--node-config", f"partition-id={i} num-partitions={n}",
+            ]
+            self.supervisor.start(f"supernode-{i}", argv, self.env)
+        t0 = time.monotonic()
+
+        def online() -> int:
+            exited = self.supervisor.exited()
+            if exited is not None:
+                name, proc = exited
+                raise exit_error(name, proc, self.supervisor.log_path(name))
+            try:
+                return count_supernodes(self.connection, self.env)
+            except (FlowerError, ValueError):  # the SuperLink may not list nodes yet
+                return 0
+
+        try:
+            poll_until(online, timeout=wait, interval=SUPERNODES_INTERVAL, what=f"{n} SuperNodes to connect",
+                       done=lambda seen: seen >= n)
+        except PollTimeout as late:
+            raise FlowerError(f"only {late.last} of {n} SuperNodes connected within {wait:.0f}s; logs in {self.home}") from None
+        self.supernodes_seconds = time.monotonic() - t0
+
+    def run(self, app: Path, run_config: Path, extra: Sequence[str] = (), timeout: float | None = None) -> Outcome:
+        """``flwr run <app> <connection> --run-config <file> <extra> --stream``, then the real status."""
+        argv = ["flwr", "run", str(app), self.connection, "--run-config", str(run_config), *extra, "--stream"]
+        print(f"[crlsc] $ {' '.join(shell_quote(a) for a in argv)}", flush=True)
+        stream = stream_flwr_run(argv, self.env, timeout, on_run_id=lambda rid: setattr(self, "run_id", rid))
+        if stream.run_id is None and not stream.timed_out:
+            return Outcome(stream=stream, info=None)  # `flwr run` refused (bad app/config): nothing to poll
+        status_timeout = STATUS_TIMEOUT_AFTER_TIMEOUT if stream.timed_out else STATUS_TIMEOUT
+        return Outcome(stream=stream, info=final_status(self.connection, self.env, stream.run_id, timeout=status_timeout))
+
+    def close(self) -> None:
+        """Stop every process we caused; remove the installed app copy; keep logs and state.db."""
+        t0 = time.monotonic()
+        with deferred_signals():  # a second Ctrl-C must not abort the cleanup half-way
+            self.leftovers = self.supervisor.stop()
+        self.shutdown_seconds = time.monotonic() - t0
+        shutil.rmtree(self.home / "apps", ignore_errors=True)
+        if self.leftovers:
+            desc = "; ".join(describe(self.supervisor.tracked[pid]) for pid in self.leftovers)
+            print(f"[crlsc] WARNING: processes survived SIGKILL: {desc}", file=sys.stderr)
+
