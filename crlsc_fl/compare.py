@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from crlsc_fl.federation.plots import plot_runs
 from crlsc_fl.federation.results import read_metrics, summarize

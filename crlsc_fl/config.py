@@ -36,9 +36,10 @@ import argparse
 import dataclasses
 import sys
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -192,7 +193,9 @@ def write_pyproject_block(path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crlsc_fl.config", description="Print or write the scenario keys' defaults block of pyproject.toml.")
+    parser = argparse.ArgumentParser(
+        prog="python -m crlsc_fl.config", description="Print or write the scenario keys' defaults block of pyproject.toml."
+    )
     parser.add_argument("--write", type=Path, metavar="PYPROJECT", help="replace the generated block in this file")
     args = parser.parse_args(argv)
     if args.write is None:

@@ -85,7 +85,7 @@ class MemorySampler:
             self.sample()
             self._stop.wait(self.interval)
 
-    def start(self) -> "MemorySampler":
+    def start(self) -> MemorySampler:
         self._start = time.monotonic()
         self._thread.start()
         return self
@@ -97,7 +97,7 @@ class MemorySampler:
             self._thread.join()
             self.sample()
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

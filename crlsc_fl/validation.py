@@ -17,7 +17,8 @@ length), not by the scenario: they are no scenario keys.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Callable, Iterable, Mapping, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass

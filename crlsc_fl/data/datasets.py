@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: np.ndarray) -> "ImageDataset":
+    def subset(self, indices: np.ndarray) -> ImageDataset:
         return ImageDataset(self.name, self.images[indices], self.labels[indices], self.class_names)
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DATA_DIR_ENV = "CRLSC_DATA_DIR"
-CACHE_DIR_ENV = "CRLSC_CACHE_DIR"
+from crlsc_fl.environment import CACHE_DIR_ENV, DATA_DIR_ENV
 
 
 def cache_dir(sub: str = "") -> Path:

@@ -10,8 +10,8 @@ it in a plain loop.
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch

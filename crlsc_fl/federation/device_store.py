@@ -32,22 +32,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-from crlsc_fl.methods.base import Stage1Method
-from crlsc_fl.models.encoders import save_encoder
-
 from crlsc_fl.data.paths import cache_dir
+from crlsc_fl.environment import STATE_DIR_ENV
 from crlsc_fl.federation.run_state import tree_size
 from crlsc_fl.kb.anchors import AnchorSet, AnchorSetError
 from crlsc_fl.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError
+from crlsc_fl.methods.base import Stage1Method
+from crlsc_fl.models.encoders import save_encoder
 
 T = TypeVar("T")
 
-STATE_DIR_ENV = "CRLSC_STATE_DIR"
 
 
 def state_root(node_config: Mapping[str, Any] | None = None) -> Path:

@@ -16,15 +16,16 @@ A resumed run keeps the larger of its own and the interrupted run's peaks.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import psutil
 
+from crlsc_fl.environment import MEMORY_ROOT_ENV
 from crlsc_fl.federation.run_state import tree_size
 from crlsc_fl.memory import MemorySampler
 
-MEMORY_ROOT_ENV = "CRLSC_MEMORY_ROOT_PID"
 SAMPLE_SECONDS = 2.0
 
 
@@ -44,7 +45,7 @@ class Footprint:
         self.device_state_bytes = 0
         self.earlier_memory_bytes = 0  # peak of the interrupted run this one resumes
 
-    def start(self) -> "Footprint":
+    def start(self) -> Footprint:
         self.memory.start()
         return self
 

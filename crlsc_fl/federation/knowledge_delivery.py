@@ -13,11 +13,12 @@ can learn from it (paper, sec. 3.1: device-to-device transfer of PKBs).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
-from crlsc_fl.federation.network import NetworkConfig
 from crlsc_fl.federation.ledger import CommLedger, Transfer
+from crlsc_fl.federation.network import NetworkConfig
 
 if TYPE_CHECKING:
     from flwr.app import ArrayRecord

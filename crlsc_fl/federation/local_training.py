@@ -31,6 +31,6 @@ class LocalTrainingConfig(TrainConfig):
     local_epochs: Annotated[int, Field(ge=1)] = 1
     kb_method: registered(kb_method_names) = "crlsc"  # type: ignore[valid-type]
 
-    def for_device(self, device: int, seed: int, rounds: int) -> "LocalTrainingConfig":
+    def for_device(self, device: int, seed: int, rounds: int) -> LocalTrainingConfig:
         """This device's settings: its own seed, the cosine schedule over all its rounds."""
         return dataclasses.replace(self, total_epochs=rounds * self.local_epochs, seed=seed * 100_003 + device)

@@ -19,6 +19,7 @@ import numpy as np
 from crlsc_fl.federation.results import summarize
 from crlsc_fl.models.encoders import ENCODERS
 
+
 def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict[str, Any] | None = None) -> list[Path]:
     """``runs`` maps a label prefix ('' for a single run) to its metric rows; ``stage2`` is a
     :func:`summarize_stage2` result, drawn as ``stage2_psnr.png`` when given."""

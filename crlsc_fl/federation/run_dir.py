@@ -24,28 +24,34 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from crlsc_fl.config import ScenarioConfig
+from crlsc_fl.environment import PROJECT_ROOT_ENV
 from crlsc_fl.federation.checkpoint import CHECKPOINTS, Checkpoints
 from crlsc_fl.federation.devices import DeviceSpec
 from crlsc_fl.federation.ledger import CommLedger
 
-PROJECT_ROOT_ENV = "CRLSC_PROJECT_ROOT"
 # Result files whose lines belong to (topology, round); trimmed back to the checkpoints on resume.
 ROUND_FILES = ("metrics.jsonl", "participation.jsonl", "rounds.jsonl", "stage2.jsonl")
 
 
-def project_root() -> Path:
+def results_anchor() -> Path:
+    """Where a relative ``scenario.results-dir`` starts on the server: ``$CRLSC_PROJECT_ROOT``
+    (the launcher sets it: the ServerApp runs from Flower's copy of the app) or the cwd."""
     return Path(os.environ.get(PROJECT_ROOT_ENV) or Path.cwd()).resolve()
 
 
+def results_base(results_dir: str, anchor: Path) -> Path:
+    """``scenario.results-dir``, resolved against ``anchor`` when relative."""
+    base = Path(results_dir).expanduser()
+    return base if base.is_absolute() else anchor / base
+
+
 def run_directory(cfg: ScenarioConfig, run_id: int | str) -> Path:
-    base = Path(cfg.scenario.results_dir).expanduser()
-    if not base.is_absolute():
-        base = project_root() / base
-    return base / cfg.scenario.name / str(run_id)
+    return results_base(cfg.scenario.results_dir, results_anchor()) / cfg.scenario.name / str(run_id)
 
 
 def device_row(topology: str, server_round: int, spec: DeviceSpec, values: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,8 @@ wall time goes to ``rounds.jsonl`` (through :class:`crlsc_fl.federation.run_dir.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
-from typing import Callable
 
 from flwr.app import Message
 from flwr.common.logger import log

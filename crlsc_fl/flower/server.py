@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from logging import ERROR, INFO
-from typing import Callable
+from pathlib import Path
 
 from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from crlsc_fl.config import ScenarioConfig, from_flat
-from crlsc_fl.federation.devices import federated_data, plan_devices
 from crlsc_fl.federation.device_store import prune_previous_states, remove_topology_state, state_root
+from crlsc_fl.federation.devices import federated_data, plan_devices
 from crlsc_fl.federation.footprint import Footprint
 from crlsc_fl.federation.results import RunReport, read_metrics, summarize
 from crlsc_fl.federation.run_dir import RunDirectory

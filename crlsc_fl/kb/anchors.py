@@ -73,7 +73,7 @@ class AnchorSet:
             self._targets = (np.ascontiguousarray(unique), index.reshape(-1).astype(np.int64))
         return self._targets
 
-    def with_keys(self, keys: np.ndarray, source: str) -> "AnchorSet":
+    def with_keys(self, keys: np.ndarray, source: str) -> AnchorSet:
         """The same images keyed by other vectors (a device's anchor-keyed PKB)."""
         return AnchorSet(self.images, keys, source=source, jpeg_quality=self.jpeg_quality)
 
@@ -98,7 +98,7 @@ class AnchorSet:
         header = {"source": self.source, "count": len(self), "dim": self.dim}
         return wire.pack(KEYS_MAGIC, header, self.keys.astype(np.float16).tobytes())
 
-    def keys_from_bytes(self, blob: bytes | np.ndarray) -> "AnchorSet":
+    def keys_from_bytes(self, blob: bytes | np.ndarray) -> AnchorSet:
         """These anchor images keyed by the keys in ``blob`` (written by :meth:`keys_to_bytes`
         for an anchor set of the same count)."""
         try:
@@ -112,7 +112,7 @@ class AnchorSet:
         return self.with_keys(keys, source=str(header["source"]))
 
     @classmethod
-    def from_bytes(cls, blob: bytes | np.ndarray) -> "AnchorSet":
+    def from_bytes(cls, blob: bytes | np.ndarray) -> AnchorSet:
         try:
             header, body = wire.unpack(MAGIC, blob, "anchor set")
             count, dim, offsets = int(header["count"]), int(header["dim"]), header["offsets"]

@@ -10,7 +10,8 @@ import hashlib
 import math
 import os
 import warnings
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 import numpy as np
 import torch

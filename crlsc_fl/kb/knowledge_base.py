@@ -22,7 +22,6 @@ from typing import Annotated, Literal, get_args
 
 import faiss
 import numpy as np
-
 from pydantic import Field
 
 from crlsc_fl.kb import wire
@@ -115,7 +114,7 @@ class KnowledgeBase:
         model: str = "unknown",
         seed: int = 0,
         **extra: object,
-    ) -> "KnowledgeBase":
+    ) -> KnowledgeBase:
         config = config or KBConfig()
         data = _normalize(_as_matrix(vectors))
         count, dim = data.shape
@@ -189,7 +188,7 @@ class KnowledgeBase:
         return wire.pack(MAGIC, asdict(self.metadata), faiss.serialize_index(self.index).tobytes())
 
     @classmethod
-    def from_bytes(cls, blob: bytes | np.ndarray) -> "KnowledgeBase":
+    def from_bytes(cls, blob: bytes | np.ndarray) -> KnowledgeBase:
         try:
             header, body = wire.unpack(MAGIC, blob, "knowledge base")
             meta = KBMetadata(**header)

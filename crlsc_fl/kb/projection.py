@@ -24,7 +24,7 @@ class PCAProjection:
     explained_variance_ratio: float
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, dim: int) -> "PCAProjection":
+    def fit(cls, vectors: np.ndarray, dim: int) -> PCAProjection:
         data = np.asarray(vectors, dtype=np.float64)
         if data.ndim != 2:
             raise ValueError(f"PCA needs a 2-D (N, D) array, got shape {data.shape}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from crlsc_fl.data.datasets import CIFAR10_CLASSES
 from crlsc_fl.registry import Registry

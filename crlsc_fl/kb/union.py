@@ -6,7 +6,7 @@ Members keep their own PQ codebooks, so nothing has to be re-trained when peers 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -28,9 +28,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from crlsc_fl.launcher.environment import absolute, checkout_root, pinned_path_env
 from crlsc_fl.launcher.modes import DEPLOYMENT, SIMULATION, Federation

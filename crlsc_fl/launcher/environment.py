@@ -15,25 +15,24 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import tomli_w
 
+from crlsc_fl.environment import PATH_VARIABLES, PROJECT_ROOT_ENV
 from crlsc_fl.launcher.errors import FlowerError
 
 FLOWER_HOMES = ".flwr"  # under the app root; Flower leaves it out of the FAB it builds
 # Environment variables holding paths: made absolute before Flower starts, because Flower
 # runs the ServerApp and the ClientApps from its own directories.
-PATH_ENV = ("CRLSC_DATA_DIR", "CRLSC_STATE_DIR", "CRLSC_CACHE_DIR")
 # Read by crlsc_fl.federation.results: where a relative scenario.results-dir is anchored.
-PROJECT_ROOT_ENV = "CRLSC_PROJECT_ROOT"
 
 
 def checkout_root() -> Path:
     """This source checkout: the default Flower app root (it holds ``pyproject.toml``).
 
-    Not :func:`crlsc_fl.federation.results.project_root`, which is where the *ServerApp*
+    Not :func:`crlsc_fl.federation.run_dir.results_anchor`, which is where the *ServerApp*
     anchors relative results directories (``$CRLSC_PROJECT_ROOT``, set from the app root).
     """
     return Path(__file__).resolve().parents[2]
@@ -46,8 +45,8 @@ def absolute(path: str, cwd: Path) -> Path:
 
 
 def pinned_path_env(environ: Mapping[str, str], cwd: Path) -> dict[str, str]:
-    """The set, non-empty :data:`PATH_ENV` variables of ``environ`` made absolute against ``cwd``."""
-    return {name: str(absolute(environ[name], cwd)) for name in PATH_ENV if environ.get(name)}
+    """The set, non-empty :data:`PATH_VARIABLES` variables of ``environ`` made absolute against ``cwd``."""
+    return {name: str(absolute(environ[name], cwd)) for name in PATH_VARIABLES if environ.get(name)}
 
 
 def make_flwr_home(root: Path, mode: str) -> Path:

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 from crlsc_fl.launcher.errors import FlowerError
 from crlsc_fl.launcher.polling import PollTimeout, poll_until

@@ -29,7 +29,7 @@ class Federation(ABC):
     devices_option = ""  # the option giving the number of SuperNodes (stored as ``args.devices``)
     description = ""
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027  (optional hook)
         """Add the options only this federation has."""
 
     def extra_overrides(self, args: argparse.Namespace) -> list[str]:
@@ -47,7 +47,7 @@ class Federation(ABC):
     def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
         """The :class:`~crlsc_fl.launcher.runner.RunPlan` fields this federation sets."""
 
-    def note(self, devices: int, cfg: Any) -> None:
+    def note(self, devices: int, cfg: Any) -> None:  # noqa: B027  (optional hook)
         """Print what the user may not expect about the chosen setup (nothing by default)."""
 
 
@@ -80,7 +80,9 @@ class Deployment(Federation):
     description = "Run a CRLSC scenario on a loopback Flower deployment."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(self.devices_option, dest="devices", metavar="N", type=int, default=None, help="SuperNodes to start (default: devices.num-devices)")
+        parser.add_argument(
+            self.devices_option, dest="devices", metavar="N", type=int, default=None, help="SuperNodes to start (default: devices.num-devices)"
+        )
         parser.add_argument("--rounds", type=int, default=None, help=f"override {ROUNDS_KEY}")
         parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for all SuperNodes")
 

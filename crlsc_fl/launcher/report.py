@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
+from crlsc_fl.environment import STATE_DIR_ENV
 from crlsc_fl.launcher.outcome import ExitCode
 
 ERROR_WIDTH = 300  # characters of one device error printed
@@ -14,7 +15,7 @@ ERROR_WIDTH = 300  # characters of one device error printed
 
 def device_state_root(env: Mapping[str, str]) -> Path:
     """Where the devices of a run started with ``env`` keep their state."""
-    from crlsc_fl.federation.device_store import STATE_DIR_ENV, state_root
+    from crlsc_fl.federation.device_store import state_root
 
     return Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else state_root()
 

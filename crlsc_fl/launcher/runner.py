@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crlsc_fl.federation.footprint import MEMORY_ROOT_ENV
+from crlsc_fl.environment import MEMORY_ROOT_ENV
 from crlsc_fl.launcher.errors import FlowerError
 from crlsc_fl.launcher.outcome import ExitCode, Outcome, final_line, results_dir
 from crlsc_fl.launcher.report import device_state_root, report_run

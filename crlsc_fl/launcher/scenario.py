@@ -11,9 +11,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from crlsc_fl.environment import DATA_DIR_ENV
 from crlsc_fl.launcher.environment import absolute, pinned_path_env
 from crlsc_fl.launcher.overrides import merged_run_config, parse_overrides
 
@@ -52,7 +54,7 @@ def path_settings(cfg: Any, cwd: Path, environ: Mapping[str, str]) -> tuple[list
     path variables (``$CRLSC_STATE_DIR`` ...) are made absolute in the environment Flower inherits.
     """
     overrides = [f"scenario.results-dir={absolute(cfg.scenario.results_dir, cwd)}"]
-    data_dir = cfg.data.data_dir or environ.get("CRLSC_DATA_DIR", "")
+    data_dir = cfg.data.data_dir or environ.get(DATA_DIR_ENV, "")
     if data_dir and cfg.data.dataset != "synthetic":
         overrides.append(f"data.data-dir={absolute(data_dir, cwd)}")
     return overrides, pinned_path_env(environ, cwd)

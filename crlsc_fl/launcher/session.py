@@ -13,9 +13,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import psutil
 
@@ -92,7 +92,7 @@ class FlowerSession:
         self.env = flwr_env(self.home, self.project)
         self.supervisor = Supervisor(self.home)
 
-    def __enter__(self) -> "FlowerSession":
+    def __enter__(self) -> FlowerSession:
         try:
             self.start_superlink()
         except BaseException:

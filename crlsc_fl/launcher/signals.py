@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 # What a user or a scheduler sends to stop us; all of them must reach our cleanup code.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -24,7 +25,7 @@ class SignalGuard:
 
     previous: dict[int, Any] = field(default_factory=dict)
 
-    def __enter__(self) -> "SignalGuard":
+    def __enter__(self) -> SignalGuard:
         if in_main_thread():
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 self.previous[sig] = signal.signal(sig, self._raise)

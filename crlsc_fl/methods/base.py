@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -24,7 +24,6 @@ from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.loss.dcl_loss import DCLLoss
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.validation import component
-
 
 BatchSize = Annotated[int, Field(ge=2)]  # contrastive losses need negatives in the batch
 Positive = Annotated[float, Field(gt=0)]

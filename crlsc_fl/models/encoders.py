@@ -14,13 +14,14 @@ is torchvision's ResNet exactly.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from crlsc_fl.registry import Registry
+
 
 class ScaledResNet(ResNet):
     """torchvision's ResNet with every stage's channel count multiplied by ``width``.

@@ -12,7 +12,13 @@ from crlsc_fl.stage2.codebook import VectorQuantizer, bits_to_indices, indices_t
 from crlsc_fl.stage2.decoder import ReconstructionDecoder
 from crlsc_fl.stage2.features import cached_features, extract_features, load_frozen_encoder
 from crlsc_fl.stage2.link import (
-    LinkConfig, SemanticLink, evaluate_link, load_link, save_link, train_decoder, train_device_decoder,
+    LinkConfig,
+    SemanticLink,
+    evaluate_link,
+    load_link,
+    save_link,
+    train_decoder,
+    train_device_decoder,
 )
 from crlsc_fl.stage2.lowlight import darken
 from crlsc_fl.stage2.probes import PROBES, ProbeConfig, ProbeResult, train_probe

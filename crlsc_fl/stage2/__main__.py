@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -61,7 +62,8 @@ def build_parser(prog: str = "python -m crlsc_fl.stage2") -> argparse.ArgumentPa
     p.add_argument("--num-codes", type=int, default=link.num_codes, help="codebook size K (default %(default)s)")
     p.add_argument("--code-groups", type=int, default=link.code_groups, help="sub-vectors per map position (default %(default)s)")
     p.add_argument("--channels", type=_list_of(str), default=defaults.channels, help="comma list of awgn,rayleigh,bsc")
-    p.add_argument("--snr-db", type=_list_of(float), default=DEFAULT_SNR_DB, help="SNR sweep in dB, range [-20, 40]; write --snr-db=-10,0,10 when it starts with a minus")
+    p.add_argument("--snr-db", type=_list_of(float), default=DEFAULT_SNR_DB,
+                   help="SNR sweep in dB, range [-20, 40]; write --snr-db=-10,0,10 when it starts with a minus")
     p.add_argument("--ber", type=_list_of(float), default=DEFAULT_BER, help="BSC bit-error-rate sweep, range [0, 0.5]")
     p.add_argument("--gamma", type=float, default=defaults.gamma, help="low-light gamma (default %(default)s)")
     p.add_argument("--brightness", type=float, default=defaults.brightness, help="low-light brightness (default %(default)s)")

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -121,7 +121,7 @@ def save_channel_curves(
             if any(len(c) == 0 for c in curves) or any(len(c) != len(curves[0]) for c in curves):
                 continue  # nothing (or mismatched sweeps) to draw for this channel
             ideal = [np.array([[float(r["psnr"]), float(r["ssim"])] for r in rows if r["channel"] == "ideal"]) for rows in runs]
-            for m, (metric, _) in enumerate(METRICS):
+            for m, (_metric, _) in enumerate(METRICS):
                 ax = axes[m][col]
                 stacked = np.stack([c[:, 1 + m] for c in curves])
                 x = curves[0][:, 0]

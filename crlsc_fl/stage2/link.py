@@ -19,13 +19,14 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Mapping, Sequence
+from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import Field
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from crlsc_fl.models.encoders import FEATURE_LAYERS, LocalEncoder
@@ -33,12 +34,16 @@ from crlsc_fl.stage2.channels import Channel, IdealChannel, as_generator, build_
 from crlsc_fl.stage2.codebook import VectorQuantizer, bits_to_indices, indices_to_bits
 from crlsc_fl.stage2.decoder import ReconstructionDecoder
 from crlsc_fl.stage2.features import (
-    ImagesLike, as_image_tensor, batches, encoder_fingerprint, extract_feature_maps, load_frozen_encoder,
+    ImagesLike,
+    as_image_tensor,
+    batches,
+    encoder_fingerprint,
+    extract_feature_maps,
+    load_frozen_encoder,
 )
 from crlsc_fl.stage2.lowlight import darken
 from crlsc_fl.stage2.quality import encoded_bytes, psnr, ssim
 from crlsc_fl.validation import build_component, component, registered
-
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -63,7 +68,7 @@ class LinkConfig:
     seed: int = Field(0, exclude=True)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "LinkConfig":
+    def from_mapping(cls, values: Mapping[str, Any]) -> LinkConfig:
         """Build from a dict such as a Flower config record; ``num-codes`` and ``num_codes`` both work."""
         return build_component(cls, values, "link")
 
@@ -90,7 +95,7 @@ class SemanticLink(nn.Module):
         """groups * h * w indices of ceil(log2 K) bits each."""
         return self.config.code_groups * self.map_size**2 * self.quantizer.num_bits
 
-    def train(self, mode: bool = True) -> "SemanticLink":
+    def train(self, mode: bool = True) -> SemanticLink:
         super().train(mode)
         self.encoder.eval()  # frozen: its batch-norm statistics must never move
         return self
@@ -157,7 +162,7 @@ def _image_size(images: ImagesLike) -> int:
 def train_decoder(
     encoder: LocalEncoder,
     images: ImagesLike,
-    config: LinkConfig = LinkConfig(),
+    config: LinkConfig | None = None,
     *,
     channel: Channel | None = None,
     link: SemanticLink | None = None,
@@ -171,6 +176,7 @@ def train_decoder(
     """
     if len(images) == 0:
         raise ValueError("train_decoder needs at least one image")
+    config = config or LinkConfig()
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -207,7 +213,8 @@ def train_decoder(
         history["reconstruction_mse"].append(float(sums[0] / len(targets)))
         history["codebook_loss"].append(float(sums[1] / len(targets)))
         if log is not None:
-            log(f"decoder epoch {epoch + 1}/{config.epochs}: mse {history['reconstruction_mse'][-1]:.4f}, codebook {history['codebook_loss'][-1]:.4f}")
+            mse, codebook = history["reconstruction_mse"][-1], history["codebook_loss"][-1]
+            log(f"decoder epoch {epoch + 1}/{config.epochs}: mse {mse:.4f}, codebook {codebook:.4f}")
     link.eval()
     return DecoderTraining(link, history, time.perf_counter() - start)
 

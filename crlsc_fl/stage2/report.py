@@ -25,9 +25,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,10 @@ from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.stage2.channels import Channel, IdealChannel, build_channel
 from crlsc_fl.stage2.features import as_image_tensor, cached_features, load_frozen_encoder
 from crlsc_fl.stage2.figures import (
-    reconstruction_grid, save_channel_curves, save_degradation_figure, save_reconstruction_figure,
+    reconstruction_grid,
+    save_channel_curves,
+    save_degradation_figure,
+    save_reconstruction_figure,
 )
 from crlsc_fl.stage2.link import LinkConfig, evaluate_link, reconstruct, train_decoder
 from crlsc_fl.stage2.lowlight import DEFAULT_BRIGHTNESS, DEFAULT_GAMMA, darken
@@ -243,7 +247,8 @@ def run_link(entry: EncoderEntry, encoder: LocalEncoder, data: _Data, config: Re
     decoded = {"ideal": reconstruct(link, indices[: config.grid_columns])[0]}
     for snr in DEGRADATION_SNR_DB:
         decoded[f"AWGN {snr:g} dB"] = reconstruct(link, indices[: config.grid_columns], build_channel("awgn", snr_db=snr), config.seed)[0]
-    save_degradation_figure(figures["degradation"], as_image_tensor(test.images[: config.grid_columns]), decoded, f"{entry.label}: reconstructions vs channel SNR")
+    originals = as_image_tensor(test.images[: config.grid_columns])
+    save_degradation_figure(figures["degradation"], originals, decoded, f"{entry.label}: reconstructions vs channel SNR")
     return {
         "bits_per_image": link.bits_per_image,
         "train_history": trained.history,

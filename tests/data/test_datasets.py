@@ -9,7 +9,12 @@ import pytest
 
 from crlsc_fl.data import datasets as datasets_module
 from crlsc_fl.data.datasets import (
-    CIFAR10_CLASSES, DATASETS, DatasetNotFoundError, ImageDataset, load_dataset, write_offline_cifar10,
+    CIFAR10_CLASSES,
+    DATASETS,
+    DatasetNotFoundError,
+    ImageDataset,
+    load_dataset,
+    write_offline_cifar10,
 )
 from crlsc_fl.data.paths import cache_dir, resolve_data_dir
 from crlsc_fl.registry import UnknownNameError

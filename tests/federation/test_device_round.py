@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from crlsc_fl.config import from_flat
+from crlsc_fl.eval.features import encode_images
 from crlsc_fl.federation import device_round
 from crlsc_fl.federation.device_round import RoundTask, evaluate_encoder, run_device_round
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices
-from crlsc_fl.eval.features import encode_images
 from crlsc_fl.kb.anchors import AnchorSet
 from crlsc_fl.models.encoders import build_encoder, load_encoder
 

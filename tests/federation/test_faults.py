@@ -10,10 +10,10 @@ import pytest
 
 from crlsc_fl.config import ConfigError, from_flat
 from crlsc_fl.federation import run_state
+from crlsc_fl.federation.device_round import RoundTask
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.failures import RoundFailedError, check_round, error_fields
 from crlsc_fl.federation.faults import digest, dropped_devices, tampered_kb
-from crlsc_fl.federation.device_round import RoundTask
 from crlsc_fl.flower.codec import incoming_kbs, train_content
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl.config import from_flat
-from crlsc_fl.federation.footprint import MEMORY_ROOT_ENV, Footprint, memory_root
+from crlsc_fl.environment import MEMORY_ROOT_ENV
+from crlsc_fl.federation.footprint import Footprint, memory_root
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl.config import from_flat
-from crlsc_fl.federation.network import NetworkConfig
+from crlsc_fl.environment import PROJECT_ROOT_ENV
 from crlsc_fl.federation.devices import DeviceSpec
 from crlsc_fl.federation.ledger import CommLedger
+from crlsc_fl.federation.network import NetworkConfig
 from crlsc_fl.federation.results import RunReport, read_metrics
-from crlsc_fl.federation.run_dir import PROJECT_ROOT_ENV, RunDirectory, error_row
+from crlsc_fl.federation.run_dir import RunDirectory, error_row
 
 DEVICES = [DeviceSpec(0, "resnet18", "phone", 0.5), DeviceSpec(1, "resnet50", "laptop"), DeviceSpec(2, "resnet18", "phone", 0.5)]
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from flwr.app import RecordDict
 
-from crlsc_fl.federation.topology_config import TopologyConfig
+from crlsc_fl.federation.device_round import RoundOutcome
 from crlsc_fl.federation.faults import dropped_devices
+from crlsc_fl.federation.topology_config import TopologyConfig
+from crlsc_fl.flower.codec import reply_content
 from crlsc_fl.registry import UnknownNameError
 from strategies import STRATEGIES
-from crlsc_fl.federation.device_round import RoundOutcome
-from crlsc_fl.flower.codec import reply_content
 from strategies.fedavg import RunningAverage
 from strategies.graphs import neighbours, peer_graph
 
@@ -50,7 +50,7 @@ def test_impossible_k_regular_and_unknown_graph_fail_clearly() -> None:
 
 def test_local_sends_nothing(make_context) -> None:  # type: ignore[no-untyped-def]
     strategy = STRATEGIES.get("local")(make_context())
-    for device, task, to_send, weights in strategy.deliveries(1):
+    for _device, task, to_send, weights in strategy.deliveries(1):
         assert task.method == "dcl" and task.kb_keys == () and to_send == {} and weights is None
     assert strategy.delivery.ledger.transfers == []
 

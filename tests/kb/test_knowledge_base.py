@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import struct
-
 import re
+import struct
 
 import numpy as np
 import pytest
 
-from crlsc_fl.validation import ConfigError, build_component
 from crlsc_fl.kb.knowledge_base import INDEX_TYPES, MAGIC, KBConfig, KnowledgeBase, KnowledgeBaseError
+from crlsc_fl.validation import ConfigError, build_component
 
 DIM = 64
 CONFIGS = {

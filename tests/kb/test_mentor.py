@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +11,10 @@ import pytest
 
 from crlsc_fl.data.datasets import CIFAR10_CLASSES, ImageDataset
 from crlsc_fl.data.synthetic import make_synthetic_images
-from crlsc_fl.validation import ConfigError, build_component
 from crlsc_fl.kb.mentor import MentorConfig, build_mentor_knowledge, server_features
 from crlsc_fl.kb.prompts import make_prompts
 from crlsc_fl.models.server_models import build_server_model
+from crlsc_fl.validation import ConfigError, build_component
 
 DIM = 8
 KB = dict(index_type="pq", m=4, nbits=4)

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl.launcher.environment import (
-    absolute, checkout_root, flwr_env, free_port, make_flwr_home, pinned_path_env, write_connection,
+    absolute,
+    checkout_root,
+    flwr_env,
+    free_port,
+    make_flwr_home,
+    pinned_path_env,
+    write_connection,
 )
 
 

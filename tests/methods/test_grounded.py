@@ -85,7 +85,8 @@ def test_peer_anchor_keys_must_match_the_anchor_set() -> None:
     anchors = AnchorSet(images, np.eye(8, DIM, dtype=np.float32))
     encoder = build_encoder("resnet18", dim=DIM, hidden_dim=16)
     with pytest.raises(ValueError, match="keyed by 4 anchors, the device holds 8"):
-        build_method("crlsc-grounded", encoder, anchors=anchors, peer_anchors=(AnchorSet(images[:4], np.eye(4, DIM, dtype=np.float32), source="peer"),))
+        peer = AnchorSet(images[:4], np.eye(4, DIM, dtype=np.float32), source="peer")
+        build_method("crlsc-grounded", encoder, anchors=anchors, peer_anchors=(peer,))
     with pytest.raises(ValueError, match="dimension"):
         build_method("crlsc-grounded", encoder, anchors=anchors, peer_anchors=(anchors.with_keys(np.eye(8, 4, dtype=np.float32), "peer"),))
     with pytest.raises(ValueError, match="need the anchor set"):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
-import copy
-
 import numpy as np
-
-from crlsc_fl.validation import ConfigError, build_component
 import pytest
 import torch
 
@@ -21,6 +18,7 @@ from crlsc_fl.methods.grounded import GroundingConfig
 from crlsc_fl.models.encoders import build_encoder
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
 from crlsc_fl.registry import UnknownNameError
+from crlsc_fl.validation import ConfigError, build_component
 
 DIM = 16
 SIZE = 16

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from crlsc_fl.models.encoders import (
-    ENCODERS, FEATURE_LAYERS, STEMS, build_encoder, count_flops, count_parameters, half_state_dict, load_encoder, save_encoder,
+    ENCODERS,
+    FEATURE_LAYERS,
+    STEMS,
+    build_encoder,
+    count_flops,
+    count_parameters,
+    half_state_dict,
+    load_encoder,
+    save_encoder,
 )
 from crlsc_fl.registry import UnknownNameError
 

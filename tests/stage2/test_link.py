@@ -13,7 +13,14 @@ from crlsc_fl.models.encoders import build_encoder, save_encoder
 from crlsc_fl.stage2.channels import build_channel
 from crlsc_fl.stage2.features import as_image_tensor, load_frozen_encoder
 from crlsc_fl.stage2.link import (
-    LinkConfig, SemanticLink, evaluate_link, load_link, reconstruct, save_link, train_decoder, train_device_decoder,
+    LinkConfig,
+    SemanticLink,
+    evaluate_link,
+    load_link,
+    reconstruct,
+    save_link,
+    train_decoder,
+    train_device_decoder,
 )
 from crlsc_fl.stage2.lowlight import darken
 from crlsc_fl.stage2.quality import encoded_bytes, psnr, ssim

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from crlsc_fl.eval.knn import topk_accuracy
 from crlsc_fl.models.encoders import build_encoder
 from crlsc_fl.registry import UnknownNameError
 from crlsc_fl.stage2 import features as features_module
 from crlsc_fl.stage2.features import cached_features, extract_features
-from crlsc_fl.eval.knn import topk_accuracy
 from crlsc_fl.stage2.probes import PROBES, ProbeConfig, train_probe
 
 

@@ -30,8 +30,8 @@ import math
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from crlsc_fl.kb.knowledge_base import KnowledgeBase

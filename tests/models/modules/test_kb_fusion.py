@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from crlsc_fl.validation import ConfigError, build_component
-
 from crlsc_fl.augment.simclr import AugmentConfig
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase
 from crlsc_fl.loss.dcl_loss import DCLLoss
 from crlsc_fl.methods import TrainConfig, build_method
 from crlsc_fl.models.encoders import build_encoder
 from crlsc_fl.models.modules.kb_fusion import FusionConfig, KnowledgeFusion
+from crlsc_fl.validation import ConfigError, build_component
 
 DIM = 16
 
