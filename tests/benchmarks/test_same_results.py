@@ -1,0 +1,37 @@
+"""The refactor check: seeded runs compared without what measures the machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.same_results import main
+
+
+def write_run(run: Path, knn: float, seconds: float, records: list[dict]) -> Path:
+    run.mkdir(parents=True)
+    rows = [{"topology": "p2p", "round": 1, "device": d, "knn_top1": knn + d, "train_seconds": seconds} for d in range(3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "communication-p2p.json").write_text(json.dumps({"records": records}))
+    (run / "summary.json").write_text(json.dumps({"topologies": {"p2p": {"knn_top1": knn}}, "elapsed_seconds": seconds}))
+    return run
+
+
+RECORDS = [{"kind": "kb", "src": "device-1", "nbytes": 10}, {"kind": "kb", "src": "device-2", "nbytes": 20}]
+
+
+@pytest.mark.parametrize(
+    ("knn", "records", "same"),
+    [
+        (30.0, RECORDS, True),  # only wall-clock seconds differ
+        (30.0, RECORDS[::-1], True),  # transfers recorded in another arrival order
+        (30.5, RECORDS, False),
+        (30.0, [RECORDS[0], {**RECORDS[1], "nbytes": 21}], False),
+    ],
+)
+def test_only_the_method_s_results_count(tmp_path: Path, knn: float, records: list[dict], same: bool) -> None:
+    before = write_run(tmp_path / "before", 30.0, 1.0, RECORDS)
+    after = write_run(tmp_path / "after", knn, 2.0, records)
+    assert main([str(before), str(after)]) == (0 if same else 1)
