@@ -1,12 +1,14 @@
 """Do two runs of a scenario give the same results? (A check for refactors: runs are seeded.)
 
-    python -m benchmarks.same_results RESULTS_DIR_BEFORE RESULTS_DIR_AFTER
+    python -m benchmarks.same_results RESULTS_DIR_BEFORE RESULTS_DIR_AFTER [--common-files]
 
 Compares every per-device line file (metrics, participation, stage 2), each topology's
 communication ledger (records in any order: uploads are recorded as replies arrive) and
 ``summary.json``, leaving out what measures the machine rather than the method: wall-clock
 seconds, memory, run ids. Simulated seconds (compute profiles, link times) are compared.
 Exit 0 when everything is identical, 1 otherwise, with the first difference of each file.
+``--common-files`` compares only the files both hold (e.g. against a committed run whose
+line files were not all committed) and does not require the same set of files.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def first_difference(a: Any, b: Any, where: str = "") -> str | None:
     return None if a == b else f"{where}: {a!r} != {b!r}"
 
 
-def compare(before: Path, after: Path) -> list[tuple[str, str | None]]:
+def compare(before: Path, after: Path, common_files: bool = False) -> list[tuple[str, str | None]]:
     """(file, first difference or None) for every compared file."""
     names = [*LINE_FILES, *sorted(p.name for p in before.glob("communication-*.json")), "summary.json"]
     report = []
@@ -74,12 +76,14 @@ def compare(before: Path, after: Path) -> list[tuple[str, str | None]]:
         if not (before / name).exists() and not (after / name).exists():
             continue
         if not (before / name).exists() or not (after / name).exists():
-            report.append((name, "present in only one run"))
+            if not common_files:
+                report.append((name, "present in only one run"))
             continue
         a, b = (canonical(without_machine_fields(load(run / name))) for run in (before, after))
         report.append((name, first_difference(a, b)))
     files = [sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()) for run in (before, after)]
-    report.append(("(the set of files)", None if files[0] == files[1] else f"{set(files[0]) ^ set(files[1])}"))
+    if not common_files:
+        report.append(("(the set of files)", None if files[0] == files[1] else f"{set(files[0]) ^ set(files[1])}"))
     return report
 
 
@@ -87,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.same_results", description=__doc__.split("\n")[0])
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
+    parser.add_argument("--common-files", action="store_true", help="compare only the files both runs hold")
     args = parser.parse_args(argv)
-    report = compare(args.before, args.after)
+    report = compare(args.before, args.after, args.common_files)
     for name, difference in report:
         print(f"{name}: {'identical' if difference is None else 'DIFFERENT: ' + difference}")
     same = all(difference is None for _, difference in report)

@@ -35,3 +35,11 @@ def test_only_the_method_s_results_count(tmp_path: Path, knn: float, records: li
     before = write_run(tmp_path / "before", 30.0, 1.0, RECORDS)
     after = write_run(tmp_path / "after", knn, 2.0, records)
     assert main([str(before), str(after)]) == (0 if same else 1)
+
+
+def test_common_files_compares_what_both_runs_hold(tmp_path: Path) -> None:
+    committed = write_run(tmp_path / "committed", 30.0, 1.0, RECORDS)  # line files partly not committed
+    fresh = write_run(tmp_path / "fresh", 30.0, 2.0, RECORDS)
+    (fresh / "stage2.jsonl").write_text(json.dumps({"device": 0, "psnr": 14.0}) + "\n")
+    assert main([str(committed), str(fresh)]) == 1
+    assert main([str(committed), str(fresh), "--common-files"]) == 0
