@@ -42,6 +42,13 @@ EXPECTED_ERRORS = {("cloud-edge", 1, 1), ("cloud-edge", 1, 4), ("cloud-edge", 2,
 COMPARED = ("topology", "round", "device", "arch", "loss", "knn_top1", "knn_top5", "bytes_received", "bytes_sent", "error_type")
 
 
+def default_sigint() -> None:
+    """Ctrl-C as in a terminal. A job started in the background by a non-interactive shell
+    (a CI runner, `nohup cmd &`) ignores SIGINT, children inherit that, and Python then
+    installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def overrides(results: Path, **extra: Any) -> list[str]:
     out = []
     for key, value in {**SETTINGS, "scenario.results-dir": str(results), **extra}.items():
@@ -151,7 +158,8 @@ def test_interrupted_run_resumes_to_the_reference_metrics(env: dict[str, Any], r
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     results = env["tmp"] / "interrupted"
     cmd = [sys.executable, "-m", "crlsc_fl.launch", str(SCENARIO), "--timeout", "600", *overrides(results)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 400
     while not list(results.glob("ci/*/checkpoints/cloud-edge.pt")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
