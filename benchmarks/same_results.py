@@ -6,6 +6,8 @@ Compares every per-device line file (metrics, participation, stage 2), each topo
 communication ledger (records in any order: uploads are recorded as replies arrive) and
 ``summary.json``, leaving out what measures the machine rather than the method: wall-clock
 seconds, memory, run ids. Simulated seconds (compute profiles, link times) are compared.
+Floats count as equal within a relative 1e-12 (aggregates of the same values summed in
+another order).
 Exit 0 when everything is identical, 1 otherwise, with the first difference of each file.
 ``--common-files`` compares only the files both hold (e.g. against a committed run whose
 line files were not all committed) and does not require the same set of files.
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
+FLOAT_TOLERANCE = 1e-12  # relative: far below any metric's precision, above summation-order noise
 LINE_FILES = ("metrics.jsonl", "participation.jsonl", "stage2.jsonl")
 MACHINE_FIELDS = {
     "seconds", "train_seconds", "eval_seconds", "wall_seconds", "elapsed_seconds", "memory_sample_seconds",
@@ -65,6 +69,8 @@ def first_difference(a: Any, b: Any, where: str = "") -> str | None:
             if found:
                 return found
         return None
+    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=FLOAT_TOLERANCE, abs_tol=1e-300):
+        return None  # the same values summed in another order (replies arrive in any order)
     return None if a == b else f"{where}: {a!r} != {b!r}"
 
 

@@ -28,6 +28,7 @@ RECORDS = [{"kind": "kb", "src": "device-1", "nbytes": 10}, {"kind": "kb", "src"
         (30.0, RECORDS, True),  # only wall-clock seconds differ
         (30.0, RECORDS[::-1], True),  # transfers recorded in another arrival order
         (30.5, RECORDS, False),
+        (30.0 + 30.0 * 1e-15, RECORDS, True),  # an aggregate summed in another order
         (30.0, [RECORDS[0], {**RECORDS[1], "nbytes": 21}], False),
     ],
 )
