@@ -21,10 +21,11 @@ from crlsc_fl.eval.features import encode_images
 from crlsc_fl.eval.knn import knn_accuracy
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices
+from crlsc_fl.federation.local_training import kb_method_names
 from crlsc_fl.kb.anchors import AnchorSet
 from crlsc_fl.kb.builders import build_anchor_pkb, build_pkb
 from crlsc_fl.kb.union import KnowledgeBaseUnion
-from crlsc_fl.methods import TrainConfig, build_method
+from crlsc_fl.methods import build_method
 from crlsc_fl.models.encoders import LocalEncoder, build_encoder, count_flops, count_parameters
 
 
@@ -58,10 +59,6 @@ class RoundOutcome:
 def encoder_flops(arch: str, dim: int, stem: str, width: float) -> int:
     """FLOPs of one forward pass of one 32x32 image (counted once per encoder kind and process)."""
     return count_flops(build_encoder(arch, dim=dim, stem=stem, width=width))
-
-
-def train_config(cfg: ScenarioConfig, device: int) -> TrainConfig:
-    return cfg.train.for_device(device, cfg.scenario.seed, cfg.scenario.rounds)
 
 
 def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, device: int) -> dict[str, float]:
@@ -104,11 +101,12 @@ def run_device_round(
     images, _ = data.device_images(device, cfg.data.samples_per_device)
     incoming_kbs = incoming_kbs or {}
 
-    torch.manual_seed(train_config(cfg, device).seed)  # the same initial weights in any process, also on resume
+    train = cfg.train.for_device(device, cfg.scenario.seed, cfg.scenario.rounds)
+    torch.manual_seed(train.seed)  # the same initial weights in any process, also on resume
     encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem, width=spec.width)
     kbs = [store.knowledge_base(key, incoming_kbs.get(key), dim=task.dim) for key in task.kb_keys]
     kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
-    options: dict[str, object] = {"fusion": cfg.fusion} if task.method in ("crlsc", "crlsc-grounded") else {}
+    options: dict[str, object] = {"fusion": cfg.fusion} if task.method in kb_method_names() else {}
     anchors = store.anchor_set(task.anchor_key, incoming_kbs.get(task.anchor_key), dim=task.dim) if task.anchor_key else None
     if task.method == "crlsc-grounded":
         options["grounding"] = cfg.grounding
@@ -118,7 +116,7 @@ def run_device_round(
                 raise ValueError(f"device {device}: peers' anchor-keyed PKBs arrived without the anchor set they key")
             options["peer_anchors"] = [store.peer_anchor_keys(key, incoming_kbs.get(key), anchors) for key in task.peer_anchor_keys]
             options["mentor_keys"] = False
-    method = build_method(task.method, encoder, train_config(cfg, device), kb=kb, **options)  # type: ignore[arg-type]
+    method = build_method(task.method, encoder, train, kb=kb, **options)  # type: ignore[arg-type]
     batch = min(cfg.train.batch_size, len(images))
     previous = store.load_training(task.state_round)
     if previous is not None:
