@@ -46,6 +46,7 @@ from crlsc_fl.eval.knn import knn_accuracy
 from crlsc_fl.eval.linear_probe import linear_probe_accuracy
 from crlsc_fl.kb.mentor import MentorConfig, MentorKnowledge, build_mentor_knowledge
 from crlsc_fl.methods import TrainConfig, build_method
+from crlsc_fl.methods.base import PRECISIONS
 from crlsc_fl.methods.grounded import ANCHOR_TARGETS, GroundingConfig, grounded_fusion
 from crlsc_fl.models.encoders import LocalEncoder, build_encoder, count_parameters
 
@@ -130,16 +131,18 @@ def run_one(method: str, kb: str, seed: int, args: argparse.Namespace, data: tup
             entry["grounding"] = dataclasses.asdict(grounding)
             options = {"anchors": mentor.anchors, "grounding": grounding, "fusion": fusion}
             entry["fusion"] = dataclasses.asdict(fusion)
-        trainer = build_method(
-            method, encoder, TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=seed),
-            kb=mentor.skb if mentor else None, **options,
-        )
+        trainer = build_method(method, encoder, train_config(args, seed), kb=mentor.skb if mentor else None, **options)
         start = time.perf_counter()
-        fit = trainer.fit(np.asarray(device.images), args.epochs)
+        fit = trainer.fit(np.asarray(device.images), args.epochs, steps=args.steps or None)
         entry.update(train_seconds=time.perf_counter() - start, steps=fit.steps, epoch_losses=fit.epoch_losses,
                      seconds_per_step=fit.mean_step_seconds)
     entry.update(evaluate(encoder, device, test))
     return entry
+
+
+def train_config(args: argparse.Namespace, seed: int) -> TrainConfig:
+    return TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=seed, one_pass=args.one_pass,
+                       channels_last=args.channels_last, precision=args.precision)
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
@@ -238,6 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-images", type=int, default=5000)
     parser.add_argument("--public-fraction", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=0, help="train exactly this many steps (0: --epochs epochs)")
+    parser.add_argument("--one-pass", action="store_true", help="every view of a step in one forward pass")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC encoder and inputs")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="autocast dtype of the forward pass")
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--stem", default="imagenet")

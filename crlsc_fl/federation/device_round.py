@@ -120,11 +120,11 @@ def run_device_round(
     batch = min(cfg.train.batch_size, len(images))
     previous = store.load_training(task.state_round)
     if previous is not None:
-        method.load_training_state(previous, len(images) // batch, cfg.train.local_epochs)
+        method.load_training_state(previous, len(images) // batch, cfg.train.round_steps(len(images)))
     if weights is not None:  # fedavg: start from the group average, keep the local optimizer
         encoder.load_state_dict(weights)
 
-    fit = method.fit(images, cfg.train.local_epochs)
+    fit = method.fit(images, steps=cfg.train.round_steps(len(images)))
     train_seconds = time.perf_counter() - start
 
     eval_start = time.perf_counter()

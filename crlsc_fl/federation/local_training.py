@@ -2,7 +2,8 @@
 
 :class:`LocalTrainingConfig` is the methods' :class:`TrainConfig` (batch size, lr, weight
 decay, temperature; paper sec. 4.1) plus what the federation adds: the epochs a device
-trains per round and the method of the devices that are sent knowledge (the paper's
+trains per round (``local_epochs``, or ``steps_per_round`` steps whatever the shard's
+size: equal compute for every device) and the method of the devices that are sent knowledge (the paper's
 ``crlsc`` or ``crlsc-grounded``). A device's seed and schedule length come from the
 scenario (:meth:`for_device`).
 """
@@ -29,8 +30,15 @@ def kb_method_names() -> list[str]:
 class LocalTrainingConfig(TrainConfig):
     batch_size: BatchSize = 32  # devices hold a few hundred images, not the paper's 50k
     local_epochs: Annotated[int, Field(ge=1)] = 1
+    # steps per round whatever the shard's size (0: local_epochs epochs of the shard)
+    steps_per_round: Annotated[int, Field(ge=0)] = 0
     kb_method: registered(kb_method_names) = "crlsc"  # type: ignore[valid-type]
 
     def for_device(self, device: int, seed: int, rounds: int) -> LocalTrainingConfig:
         """This device's settings: its own seed, the cosine schedule over all its rounds."""
-        return dataclasses.replace(self, total_epochs=rounds * self.local_epochs, seed=seed * 100_003 + device)
+        schedule = {"total_steps": rounds * self.steps_per_round} if self.steps_per_round else {"total_epochs": rounds * self.local_epochs}
+        return dataclasses.replace(self, seed=seed * 100_003 + device, **schedule)
+
+    def round_steps(self, shard_size: int) -> int:
+        """Steps a device with ``shard_size`` training images takes in one round."""
+        return self.steps_per_round or (shard_size // min(self.batch_size, shard_size)) * self.local_epochs

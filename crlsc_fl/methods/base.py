@@ -4,15 +4,25 @@
 cosine annealing (paper sec. 4.1: lr 0.005, batch 256, tau 0.1), step timing and the
 optimizer state that a federated device keeps between rounds. A method overrides only
 :meth:`training_loss` (and, if it keeps extra state such as a support queue, the
-``extra_state`` hooks).
+``extra_state`` hooks), and computes its embeddings with :meth:`Stage1Method.embed`, which
+owns how a step's forward work runs (measured in ``benchmarks/step_cost.py``):
+
+- ``one_pass``: every view of the step (both views, and a grounded method's anchors) in one
+  forward pass, so one BatchNorm batch and one set of kernel launches instead of two;
+- ``channels_last``: the encoder and its inputs in NHWC layout (faster convolutions on CPUs
+  with oneDNN and on tensor-core GPUs);
+- ``precision``: ``bfloat16`` runs the forward pass under autocast (CPUs with AVX512-BF16 or
+  AMX, GPUs from Ampere on); embeddings leave :meth:`embed` as float32, so losses, the
+  retrieval of eq. 1-2 and the optimizer stay in float32.
 """
 
 from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -27,20 +37,28 @@ from crlsc_fl.validation import component
 
 BatchSize = Annotated[int, Field(ge=2)]  # contrastive losses need negatives in the batch
 Positive = Annotated[float, Field(gt=0)]
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @component
 class TrainConfig:
-    """Optimisation settings. ``total_epochs`` sets the cosine schedule's length when a device
-    trains in several calls (federated rounds); ``None`` means the epochs of the first call.
-    ``total_epochs``, ``seed`` and ``augment`` are set by the code that trains (a federated
-    device derives them from the scenario), not by a scenario's ``[train]`` table."""
+    """Optimisation settings. ``total_steps`` (or ``total_epochs``) sets the cosine schedule's
+    length when a device trains in several calls (federated rounds); ``None`` means the steps
+    of the first call. ``total_steps``, ``total_epochs``, ``seed`` and ``augment`` are set by
+    the code that trains (a federated device derives them from the scenario), not by a
+    scenario's ``[train]`` table. ``one_pass``, ``channels_last`` and ``precision``: how the
+    forward work of a step runs (module docstring)."""
 
     batch_size: BatchSize = 256
     lr: Positive = 0.005
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     temperature: Positive = 0.1
+    one_pass: bool = False
+    channels_last: bool = False
+    precision: Precision = "float32"
     total_epochs: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
+    total_steps: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
     seed: int = Field(0, exclude=True)
     augment: AugmentConfig = Field(default_factory=AugmentConfig, exclude=True)
 
@@ -69,8 +87,9 @@ class Stage1Method(nn.Module):
 
     def __init__(self, encoder: LocalEncoder, config: TrainConfig | None = None, kb: KnowledgeBase | None = None) -> None:
         super().__init__()
-        self.encoder = encoder
         self.config = config or TrainConfig()
+        # NHWC parameters; state dicts load into either layout, so stored states are unaffected
+        self.encoder = encoder.to(memory_format=torch.channels_last) if self.config.channels_last else encoder
         self.loss_fn = DCLLoss(self.config.temperature)
         self.augment = SimCLRAugment(self.config.augment)
         self.generator = torch.Generator().manual_seed(self.config.seed)
@@ -94,43 +113,75 @@ class Stage1Method(nn.Module):
     def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """The loss of one batch of two augmented views (B, 3, H, W)."""
 
+    def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
+        if self.config.precision == "float32":
+            return nullcontext()
+        return torch.autocast(device.type, dtype=getattr(torch, self.config.precision))
+
+    def embed(self, *passes: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """The encoder's float32 projections of every view, in the order given. Each tuple
+        of ``passes`` is one forward pass (one BatchNorm batch); with ``one_pass`` all of
+        them run as a single pass."""
+        views = [view for group in passes for view in group]
+        groups = [tuple(views)] if self.config.one_pass else list(passes)
+        out: list[torch.Tensor] = []
+        for group in groups:
+            x = torch.cat(group) if len(group) > 1 else group[0]
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast(x.device):
+                z = self.encoder(x)
+            out.extend(z.float().split([len(v) for v in group]))
+        return out
+
     # -- the loop -----------------------------------------------------------------------
-    def _ensure_optimizer(self, steps_per_epoch: int, epochs: int) -> None:
+    def _ensure_optimizer(self, steps_per_epoch: int, first_call_steps: int) -> None:
         if self.optimizer is not None:
             return
-        total = max(1, steps_per_epoch * (self.config.total_epochs or epochs))
-        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        c = self.config
+        total = max(1, c.total_steps or (steps_per_epoch * c.total_epochs if c.total_epochs else first_call_steps))
+        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total)
 
-    def fit(self, images: np.ndarray, epochs: int) -> FitResult:
-        """Train on (N, H, W, 3) uint8 images for ``epochs`` epochs (drop-last batches)."""
+    def fit(self, images: np.ndarray, epochs: int = 1, steps: int | None = None) -> FitResult:
+        """Train on (N, H, W, 3) uint8 images for ``epochs`` epochs, or for exactly ``steps``
+        steps when given (batches drawn from consecutive reshuffled epochs; a small shard
+        then sees more epochs than a large one for the same compute). Drop-last batches."""
         if epochs < 0:
             raise ValueError(f"epochs={epochs} must be >= 0")
+        if steps is not None and steps < 0:
+            raise ValueError(f"steps={steps} must be >= 0")
         pixels = torch.from_numpy(np.require(images, requirements=["C", "W"]))
         count = len(pixels)
         if count < 2:
             raise ValueError(f"need at least 2 images to train, got {count}")
         batch = min(self.config.batch_size, count)
         steps_per_epoch = count // batch
-        self._ensure_optimizer(steps_per_epoch, epochs)
+        total = steps if steps is not None else steps_per_epoch * epochs
+        self._ensure_optimizer(steps_per_epoch, total)
         assert self.optimizer is not None and self.scheduler is not None
         self.encoder.train()
-        losses, step_seconds = [], []
-        for _ in range(epochs):
-            order = torch.randperm(count, generator=self.generator)
-            epoch_loss = 0.0
-            for step in range(steps_per_epoch):
-                start = time.perf_counter()
-                x = pixels[order[step * batch : (step + 1) * batch]].permute(0, 3, 1, 2).float().div_(255)
-                loss = self.training_loss(self.augment(x, self.generator), self.augment(x, self.generator))
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                if self.scheduler.last_epoch < self.scheduler.T_max:
-                    self.scheduler.step()
-                step_seconds.append(time.perf_counter() - start)
-                epoch_loss += loss.item()
-            losses.append(epoch_loss / max(steps_per_epoch, 1))
+        losses: list[float] = []
+        step_seconds: list[float] = []
+        epoch_loss, epoch_steps = 0.0, 0
+        order = torch.empty(0, dtype=torch.long)
+        for step in range(total):
+            position = step % steps_per_epoch
+            if position == 0:
+                order = torch.randperm(count, generator=self.generator)
+            start = time.perf_counter()
+            x = pixels[order[position * batch : (position + 1) * batch]].permute(0, 3, 1, 2).float().div_(255)
+            loss = self.training_loss(self.augment(x, self.generator), self.augment(x, self.generator))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.scheduler.last_epoch < self.scheduler.T_max:
+                self.scheduler.step()
+            step_seconds.append(time.perf_counter() - start)
+            epoch_loss, epoch_steps = epoch_loss + loss.item(), epoch_steps + 1
+            if epoch_steps == steps_per_epoch or step == total - 1:
+                losses.append(epoch_loss / epoch_steps)
+                epoch_loss, epoch_steps = 0.0, 0
         return FitResult(losses, step_seconds)
 
     # -- state a device keeps between federated rounds ------------------------------------
@@ -152,10 +203,10 @@ class Stage1Method(nn.Module):
             "extra": self.extra_state(),
         }
 
-    def load_training_state(self, state: dict[str, Any], steps_per_epoch: int, epochs: int) -> None:
+    def load_training_state(self, state: dict[str, Any], steps_per_epoch: int, first_call_steps: int) -> None:
         self.encoder.load_state_dict(state["encoder"])
         if state.get("scheduler") is not None:
-            self._ensure_optimizer(steps_per_epoch, epochs)
+            self._ensure_optimizer(steps_per_epoch, first_call_steps)
             assert self.optimizer is not None and self.scheduler is not None
             if state.get("optimizer") is not None:
                 self.optimizer.load_state_dict(state["optimizer"])

@@ -37,7 +37,6 @@ class CRLSCMethod(Stage1Method):
         self.fusion = KnowledgeFusion(self.kb, self.fusion_config)
 
     def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        q = self.encoder(view1)
-        p = self.encoder(view2)
+        q, p = self.embed((view1,), (view2,))
         q_star = self.fusion(q, self.generator)
         return self.loss_fn(q_star, p)

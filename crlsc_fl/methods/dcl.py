@@ -13,4 +13,4 @@ class DCLMethod(Stage1Method):
     name = "dcl"
 
     def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(self.encoder(view1), self.encoder(view2))
+        return self.loss_fn(*self.embed((view1,), (view2,)))

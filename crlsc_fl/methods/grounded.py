@@ -151,13 +151,14 @@ class GroundedCRLSCMethod(CRLSCMethod):
 
     def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         if self.anchors is None or self.grounding.align_weight == 0:
-            return self.loss_fn(self.first_view(self.encoder(view1)), self.encoder(view2))
-        batch = len(view1)
+            q, p = self.embed((view1,), (view2,))
+            return self.loss_fn(self.first_view(q), p)
         picked = torch.randint(len(self._anchor_pixels), (self.grounding.anchor_batch,), generator=self.generator)
         anchor_view = self.augment(images_to_tensor(self._anchor_pixels[picked.numpy()]), self.generator)
-        # One forward pass for queries and anchors (one BatchNorm batch, less overhead than two).
-        q, anchor_z = self.encoder(torch.cat([view1, anchor_view])).split([batch, len(picked)])
-        contrastive = self.loss_fn(self.first_view(q), self.encoder(view2))
+        # Queries and anchors share a forward pass (one BatchNorm batch, less overhead than two);
+        # with one_pass the other view joins them.
+        q, anchor_z, p = self.embed((view1, anchor_view), (view2,))
+        contrastive = self.loss_fn(self.first_view(q), p)
         peers = [self.align_loss(anchor_z, keys, index[picked]) for keys, index in self._peer_targets]
         if not self.mentor_keys:
             align = torch.stack(peers).mean()

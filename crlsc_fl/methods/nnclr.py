@@ -40,7 +40,7 @@ class NNCLRMethod(Stage1Method):
         return self.queue[(unit @ self.queue.T).argmax(dim=1)]
 
     def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        z1, z2 = self.encoder(view1), self.encoder(view2)
+        z1, z2 = self.embed((view1,), (view2,))
         loss = 0.5 * (self.loss_fn(self.nearest_neighbour(z1), z2) + self.loss_fn(self.nearest_neighbour(z2), z1))
         self.queue = torch.cat([F.normalize(z1.detach(), dim=1), self.queue])[: self.queue_size]
         return loss

@@ -73,7 +73,7 @@ def test_training_resumes_from_the_float16_state(trained: tuple) -> None:
     method = build_method("dcl", fresh, TrainConfig(batch_size=32, seed=0))
     state = store.load_training(1)
     assert state is not None and state["encoder"]["backbone.conv1.weight"].dtype == torch.float16
-    method.load_training_state(state, steps_per_epoch=8, epochs=4)
+    method.load_training_state(state, steps_per_epoch=8, first_call_steps=32)
     for name, tensor in method.encoder.state_dict().items():
         assert tensor.dtype == encoder.state_dict()[name].dtype, name
 

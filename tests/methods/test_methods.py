@@ -110,7 +110,7 @@ def test_training_state_round_trip_resumes(name: str, images: np.ndarray, kb: Kn
     expected = original.fit(images, epochs=1).epoch_losses
 
     resumed = _method(name, kb, config, seed=99)  # other initial weights, overwritten by the state
-    resumed.load_training_state(state, steps_per_epoch=2, epochs=1)
+    resumed.load_training_state(state, steps_per_epoch=2, first_call_steps=2)
     assert resumed.fit(images, epochs=1).epoch_losses == pytest.approx(expected, rel=1e-5)
     for key, value in original.encoder.state_dict().items():
         assert torch.allclose(value.float(), resumed.encoder.state_dict()[key].float(), atol=1e-5), key
@@ -123,7 +123,7 @@ def test_training_state_without_optimizer_keeps_the_schedule(images: np.ndarray,
     state = copy.deepcopy(original.training_state(with_optimizer=False))
     assert state["optimizer"] is None
     resumed = _method("dcl", kb, config)
-    resumed.load_training_state(state, steps_per_epoch=2, epochs=1)
+    resumed.load_training_state(state, steps_per_epoch=2, first_call_steps=2)
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(original.optimizer.param_groups[0]["lr"])
     assert resumed.scheduler.last_epoch == original.scheduler.last_epoch == 2
     # same weights and RNG: the first loss (computed before any update) is the same
@@ -186,3 +186,64 @@ def test_grounded_without_a_kb_trains_on_anchors_alone(images: np.ndarray, kb: K
     torch.manual_seed(0)
     fresh = build_method("crlsc-grounded", build_encoder("resnet18", dim=DIM, hidden_dim=DIM), _config(), anchors=_anchors())
     assert fresh.kb is None and np.isfinite(fresh.fit(images, epochs=1).epoch_losses[0])
+
+
+LEVERS = [dict(one_pass=True), dict(channels_last=True), dict(precision="bfloat16"),
+          dict(one_pass=True, channels_last=True, precision="bfloat16")]
+
+
+@pytest.mark.parametrize("levers", LEVERS, ids=lambda d: "+".join(d))
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains_with_each_step_lever(name: str, levers: dict, images: np.ndarray, kb: KnowledgeBase) -> None:
+    method = _method(name, kb, _config(**levers))
+    result = method.fit(images, epochs=1)
+    assert result.steps == 2 and np.isfinite(result.epoch_losses[0])
+    if levers.get("channels_last"):
+        assert method.encoder.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("levers", LEVERS[:2], ids=lambda d: "+".join(d))
+def test_layout_and_one_pass_keep_the_embeddings(levers: dict, images: np.ndarray, kb: KnowledgeBase) -> None:
+    """channels_last is a layout: the same numbers. one_pass joins BatchNorm batches, which
+    changes training-mode statistics, but in eval mode each image's embedding is its own."""
+    x = torch.rand(6, 3, SIZE, SIZE)
+    plain, levered = _method("dcl", kb), _method("dcl", kb, _config(**levers))
+    for method in (plain, levered):
+        method.encoder.eval()
+    expected = plain.embed((x[:3],), (x[3:],))
+    got = levered.embed((x[:3],), (x[3:],))
+    for a, b in zip(expected, got):
+        assert a.dtype == b.dtype == torch.float32
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_bfloat16_embeddings_are_float32_and_close(images: np.ndarray, kb: KnowledgeBase) -> None:
+    x = torch.rand(4, 3, SIZE, SIZE)
+    plain, half = _method("dcl", kb), _method("dcl", kb, _config(precision="bfloat16"))
+    for method in (plain, half):
+        method.encoder.eval()
+    (a,), (b,) = plain.embed((x,)), half.embed((x,))
+    assert b.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.95
+
+
+def test_fit_by_steps_crosses_epochs_and_keeps_the_schedule(images: np.ndarray, kb: KnowledgeBase) -> None:
+    method = _method("dcl", kb, _config(total_steps=10))  # 16 images, batch 8: 2 steps per epoch
+    first = method.fit(images, steps=5)
+    assert first.steps == 5 and len(first.epoch_losses) == 3  # 2 + 2 + 1 steps
+    assert method.scheduler.T_max == 10 and method.scheduler.last_epoch == 5
+    method.fit(images, steps=5)
+    assert method.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="steps=-1 must be >= 0"):
+        method.fit(images, steps=-1)
+
+
+def test_fit_by_steps_equals_fit_by_epochs(images: np.ndarray, kb: KnowledgeBase) -> None:
+    by_epochs = _method("dcl", kb).fit(images, epochs=2).epoch_losses
+    by_steps = _method("dcl", kb).fit(images, steps=4).epoch_losses
+    assert by_steps == pytest.approx(by_epochs, rel=1e-6)
+
+
+def test_bad_precision_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match=re.escape("train.precision='float16': Input should be 'float32' or 'bfloat16'")):
+        build_component(TrainConfig, {"precision": "float16"}, "train")
