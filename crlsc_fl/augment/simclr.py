@@ -54,7 +54,8 @@ class SimCLRAugment:
         return torch.rand(n, generator=g) * (high - low) + low
 
     def _coin(self, n: int, p: float, g: torch.Generator | None) -> torch.Tensor:
-        return (torch.rand(n, generator=g) < p).float().view(n, 1, 1, 1)
+        """(n, 1, 1, 1) booleans, True with probability p: which samples get a transform."""
+        return (torch.rand(n, generator=g) < p).view(n, 1, 1, 1)
 
     def resized_crop_flip(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         c, b = self.config, x.shape[0]
@@ -67,10 +68,12 @@ class SimCLRAugment:
         cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - w)
         cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - h)
         flip = torch.where(torch.rand(b, generator=g) < c.flip_p, -1.0, 1.0)
-        theta = torch.zeros(b, 2, 3)
-        theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
-        theta[:, 1, 1], theta[:, 1, 2] = h, cy
-        grid = F.affine_grid(theta, [b, 3, c.size, c.size], align_corners=False)
+        # affine_grid's sampling grid for theta = [[w * flip, 0, cx], [0, h, cy]], built by
+        # broadcasting instead of its batched matmul over every pixel (the same grid, cheaper)
+        base = (torch.arange(c.size, dtype=torch.float32) * 2 + 1) / c.size - 1  # pixel centres in [-1, 1]
+        grid_x = (w * flip).view(b, 1, 1) * base.view(1, 1, -1) + cx.view(b, 1, 1)
+        grid_y = h.view(b, 1, 1) * base.view(1, -1, 1) + cy.view(b, 1, 1)
+        grid = torch.stack(torch.broadcast_tensors(grid_x, grid_y), dim=-1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     def color_jitter(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
@@ -88,13 +91,11 @@ class SimCLRAugment:
         rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
         transform = _YIQ2RGB @ rotation @ _RGB2YIQ  # (b, 3, 3)
         jittered = torch.einsum("bij,bjhw->bihw", transform, jittered.clamp(0, 1))
-        keep = self._coin(b, c.jitter_p, g)
-        return keep * jittered.clamp(0, 1) + (1 - keep) * x
+        return torch.where(self._coin(b, c.jitter_p, g), jittered.clamp(0, 1), x)
 
     def grayscale(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        gray = (x * _GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
-        keep = self._coin(x.shape[0], self.config.gray_p, g)
-        return keep * gray + (1 - keep) * x
+        gray = (x * _GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return torch.where(self._coin(x.shape[0], self.config.gray_p, g), gray, x)
 
     def blur(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         c = self.config
@@ -110,5 +111,4 @@ class SimCLRAugment:
         flat = F.conv2d(flat, kernel.view(b * ch, 1, 1, -1), groups=b * ch)
         flat = F.conv2d(flat, kernel.view(b * ch, 1, -1, 1), groups=b * ch)
         blurred = flat.view(b, ch, height, width)
-        keep = self._coin(b, c.blur_p, g)
-        return keep * blurred + (1 - keep) * x
+        return torch.where(self._coin(b, c.blur_p, g), blurred, x)

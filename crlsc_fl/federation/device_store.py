@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -136,12 +136,23 @@ def prune_previous_states(root: Path, run_id: int | str, topology: str) -> int:
     return len(files)
 
 
-def remove_topology_state(root: Path, run_id: int | str, topology: str) -> int:
+def remove_topology_state(root: Path, run_id: int | str, topology: str, keep: Collection[int] = ()) -> int:
     """Delete a finished topology's device state (encoders, received KBs); returns the bytes
-    freed. Like :func:`prune_previous_states`, it reaches only state on this machine."""
+    freed. The devices in ``keep`` keep their encoder (``encoder.pt``) and lose the rest.
+    Like :func:`prune_previous_states`, it reaches only state on this machine."""
     folder = Path(root) / str(run_id) / topology
     if not folder.is_dir():
         return 0
     size = tree_size(folder)
-    shutil.rmtree(folder, ignore_errors=True)
-    return size
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+        return size
+    kept = {f"device-{device}" for device in keep}
+    for path in folder.iterdir():
+        if path.name not in kept:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            continue
+        for item in path.iterdir():
+            if item.name != "encoder.pt":
+                shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+    return size - tree_size(folder)

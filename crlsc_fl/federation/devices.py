@@ -114,6 +114,27 @@ def plan_devices(cfg: ScenarioConfig) -> list[DeviceSpec]:
     return [DeviceSpec(i, a, p, mix[a][0]) for i, (a, p) in enumerate(zip(archs, profiles))]
 
 
+def sample_devices(plan: list[DeviceSpec], count: int, seed: int) -> list[int]:
+    """A seeded sample of ``count`` devices stratified by architecture (each architecture in
+    its share of the plan, at least one of each while ``count`` allows), sorted. A pure
+    function of the plan and seed: every topology of a run gets the same devices."""
+    count = min(count, len(plan))
+    if count == 0:
+        return []
+    rng = np.random.default_rng([seed, 2])
+    by_arch: dict[str, list[int]] = {}
+    for spec in plan:
+        by_arch.setdefault(spec.arch, []).append(spec.device)
+    shares = {arch: len(members) / len(plan) for arch, members in by_arch.items()}
+    quota = dict(zip(shares, (max(1, c) for c in (round(count * s) for s in shares.values()))))
+    while sum(quota.values()) > count:  # rounding (or the at-least-one rule) overshot: trim the largest
+        quota[max(quota, key=lambda a: quota[a])] -= 1
+    while sum(quota.values()) < count:
+        quota[max(quota, key=lambda a: len(by_arch[a]) - quota[a])] += 1
+    picked = [int(d) for arch, members in by_arch.items() for d in rng.choice(members, min(quota[arch], len(members)), replace=False)]
+    return sorted(picked)
+
+
 def config_key(cfg: ScenarioConfig) -> str:
     return hashlib.sha1(json.dumps(cfg.to_flat(), sort_keys=True).encode()).hexdigest()[:16]
 

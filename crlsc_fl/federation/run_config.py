@@ -34,7 +34,9 @@ class RunConfig:
     offline, counts as failed); ``resume``: the results directory of an interrupted or
     failed run to continue (set by ``crlsc-fl run --resume DIR``); ``keep_device_state``
     keeps every topology's device state after the run (by default a topology's state is
-    removed once its last round and stage 2 are done)."""
+    removed once its last round and stage 2 are done); ``keep_devices`` keeps the encoders
+    of that many devices, a seeded sample stratified by architecture and the same in every
+    topology, for ``crlsc-fl stage2 --run-dir`` (received KBs are removed even there)."""
 
     name: Annotated[str, AfterValidator(plain_name)] = "quick"
     topologies: name_list(topology_names) = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")  # type: ignore[valid-type]
@@ -46,3 +48,4 @@ class RunConfig:
     reply_timeout: Annotated[float, Field(gt=0)] = 3600.0
     resume: str = ""
     keep_device_state: bool = False
+    keep_devices: Annotated[int, Field(ge=0)] = 0

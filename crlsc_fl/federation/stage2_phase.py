@@ -18,16 +18,15 @@ from flwr.serverapp import Grid
 
 from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.federation.device_store import DeviceStore
-from crlsc_fl.federation.devices import federated_data
+from crlsc_fl.federation.devices import federated_data, plan_devices, sample_devices
 from crlsc_fl.federation.failures import error_fields
 from crlsc_fl.federation.run_dir import RunDirectory
 from crlsc_fl.flower import codec
 
 
 def stage2_devices(cfg: ScenarioConfig) -> list[int]:
-    count = min(cfg.stage2.devices, cfg.devices.num_devices)
-    rng = np.random.default_rng(cfg.scenario.seed + 2)
-    return sorted(int(d) for d in rng.choice(cfg.devices.num_devices, size=count, replace=False))
+    """The devices that train a decoder: the run's device sample (the same in every topology)."""
+    return sample_devices(plan_devices(cfg), cfg.stage2.devices, cfg.scenario.seed)
 
 
 def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore) -> dict[str, float]:

@@ -25,7 +25,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.device_store import prune_previous_states, remove_topology_state, state_root
-from crlsc_fl.federation.devices import federated_data, plan_devices
+from crlsc_fl.federation.devices import federated_data, plan_devices, sample_devices
 from crlsc_fl.federation.footprint import Footprint
 from crlsc_fl.federation.results import RunReport, read_metrics, summarize
 from crlsc_fl.federation.run_dir import RunDirectory
@@ -37,20 +37,43 @@ from strategies import STRATEGIES
 from strategies.base import FederationContext, MentorPayloads
 
 NODE_WAIT_SECONDS = 300.0
+# A federation whose node count has not grown for this long will not grow: plain `flwr run`
+# with Flower's default 2 simulated SuperNodes, or SuperNodes that were never started.
+NODE_STALL_SECONDS = 20.0
 
 app = ServerApp()
 
 
-def wait_for_nodes(grid: Grid, count: int, timeout: float = NODE_WAIT_SECONDS) -> list[int]:
-    """Flower registers simulated nodes gradually: wait until all ``count`` are there."""
-    deadline = time.monotonic() + timeout
+class MissingNodesError(RuntimeError):
+    """Fewer nodes than devices joined the federation; the message gives the remedy."""
+
+
+def missing_nodes_message(connected: int, count: int, waited: float) -> str:
+    return (
+        f"only {connected} of devices.num-devices={count} nodes connected ({waited:.0f} s without a new one). "
+        f"Each device is one SuperNode: with `flwr run`, pass --federation-config \"num-supernodes={count}\" "
+        f"(e.g. flwr run . --run-config <scenario> --federation-config \"num-supernodes={count} client-resources-num-cpus=1\" "
+        f"--stream), or run `crlsc-fl run <scenario>`, which sets it; in a deployment, start {count} SuperNodes with "
+        f"--node-config \"partition-id=<0..{count - 1}> num-partitions={count}\""
+    )
+
+
+def wait_for_nodes(grid: Grid, count: int, timeout: float = NODE_WAIT_SECONDS, stall: float = NODE_STALL_SECONDS,
+                   poll: float = 1.0) -> list[int]:
+    """Wait until all ``count`` nodes are there (deployed SuperNodes join one by one). Fails
+    fast, with the remedy, once no node has joined for ``stall`` seconds, and after ``timeout``."""
+    start = last_change = time.monotonic()
+    seen = -1
     while True:
         nodes = sorted(grid.get_node_ids())
         if len(nodes) >= count:
             return nodes
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(nodes)} of devices.num-devices={count} nodes connected within {timeout:.0f} s")
-        time.sleep(1.0)
+        now = time.monotonic()
+        if len(nodes) != seen:
+            seen, last_change = len(nodes), now
+        if now - last_change >= stall or now - start >= timeout:
+            raise MissingNodesError(missing_nodes_message(len(nodes), count, now - last_change))
+        time.sleep(poll)
 
 
 def map_devices(grid: Grid, nodes: list[int], num_devices: int) -> dict[int, int]:
@@ -149,9 +172,11 @@ def release_device_state(cfg: ScenarioConfig, run_key: str, topology: str, footp
     (measured first, for ``footprint.device_state_bytes``)."""
     footprint.sample_device_state()
     if not cfg.scenario.keep_device_state:
-        freed = remove_topology_state(state_root(), run_key, topology)
+        kept = sample_devices(plan_devices(cfg), cfg.scenario.keep_devices, cfg.scenario.seed)
+        freed = remove_topology_state(state_root(), run_key, topology, keep=kept)
         if freed:
-            log(INFO, "[%s] %s: device state removed (%.1f MB)", cfg.scenario.name, topology, freed / 1e6)
+            log(INFO, "[%s] %s: device state removed (%.1f MB)%s", cfg.scenario.name, topology, freed / 1e6,
+                f"; encoders of devices {kept} kept" if kept else "")
 
 
 def run_topology(

@@ -91,3 +91,16 @@ def test_remove_topology_state_deletes_only_that_topology(tmp_path: Path, presen
     assert freed == (120 if present else 0)
     assert not (tmp_path / "run" / "local").exists() and (tmp_path / "run" / "p2p" / "device-0" / "encoder.pt").exists()
     assert remove_topology_state(tmp_path, "run", "local") == 0  # idempotent
+
+
+def test_remove_topology_state_keeps_the_sampled_encoders_only(tmp_path: Path) -> None:
+    for device in range(3):
+        folder = tmp_path / "run" / "local" / f"device-{device}"
+        (folder / "kb").mkdir(parents=True)
+        (folder / "encoder.pt").write_bytes(b"x" * 100)
+        (folder / "encoder.prev.pt").write_bytes(b"p" * 50)
+        (folder / "kb" / "skb.kb").write_bytes(b"y" * 20)
+    freed = remove_topology_state(tmp_path, "run", "local", keep=[1])
+    assert freed == 3 * 170 - 100
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "run").rglob("*") if p.is_file()) == [
+        "run/local/device-1/encoder.pt"]

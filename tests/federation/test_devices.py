@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from crlsc_fl.config import from_flat
-from crlsc_fl.federation.devices import federated_data, plan_devices
+from crlsc_fl.federation.devices import federated_data, plan_devices, sample_devices
 
 
 @pytest.mark.parametrize("seed", [0, 3])
@@ -68,3 +68,17 @@ def test_each_device_gets_its_architectures_width(architectures: str, width: flo
     # widths do not change who gets which architecture
     plain = plan_devices(from_flat({"devices.num-devices": 30, "devices.architectures": "resnet18:0.6,resnet34:0.3,resnet50:0.1"}))
     assert [d.arch for d in plan] == [d.arch for d in plain]
+
+
+@pytest.mark.parametrize(("count", "expected"), [(10, {"resnet18": 6, "resnet34": 3, "resnet50": 1}),
+                                                 (3, {"resnet18": 1, "resnet34": 1, "resnet50": 1}),
+                                                 (8, {"resnet18": 5, "resnet34": 2, "resnet50": 1}), (0, {})])
+def test_device_sample_is_stratified_by_architecture_and_seeded(count: int, expected: dict[str, int]) -> None:
+    cfg = from_flat({"devices.num-devices": 100, "devices.architectures": "resnet18:0.6,resnet34:0.3,resnet50:0.1"})
+    plan = plan_devices(cfg)
+    sample = sample_devices(plan, count, seed=0)
+    assert sample == sorted(set(sample)) and len(sample) == count
+    assert Counter(plan[d].arch for d in sample) == Counter(expected)
+    assert sample_devices(plan, count, seed=0) == sample
+    if count:
+        assert sample_devices(plan, count, seed=1) != sample
