@@ -158,5 +158,7 @@ def run_device_round(
         "flops_per_image": float(encoder_flops(spec.arch, task.dim, cfg.devices.stem, spec.width)),
         "pkb_bytes": float(len(pkb_blob) if pkb_blob else 0),
         "num_examples": float(len(images)),
+        # the whole round on the device (state, training, evaluation, PKB, save): the run's CPU use
+        "device_seconds": time.perf_counter() - start,
     }
     return RoundOutcome(metrics, pkb_blob, encoder.state_dict() if task.return_weights else None)

@@ -3,6 +3,9 @@
 - ``accuracy_vs_round.png``: mean device kNN top-1 per round, one line per topology,
   shaded with the 95% confidence interval of the mean over devices.
 - ``accuracy_vs_round_by_arch.png``: the same, one panel per encoder architecture.
+- ``paired_difference_vs_round.png``: per round, the mean per-device difference of kNN
+  top-1 to the same device under ``local`` (shaded 95% CI), all devices and per
+  architecture: what each topology adds, with the spread of shards taken out.
 - ``accuracy_by_arch.png``: last-round kNN top-1 by encoder size, grouped by topology
   (error bars: 95% CI).
 - ``accuracy_vs_bytes.png``: last-round kNN top-1 (95% CI) against bytes communicated per
@@ -29,13 +32,11 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    series: dict[str, list[dict[str, Any]]] = {}
-    for prefix, rows in runs.items():
-        for row in rows:
-            if "error" not in row:
-                series.setdefault(f"{prefix}{row['topology']}", []).append(row)
     paths = []
-    summaries = {label: summarize(rows)[rows[0]["topology"]] for label, rows in series.items()}
+    summaries: dict[str, dict[str, Any]] = {}
+    for prefix, rows in runs.items():  # one run at a time: its paired differences are to its own local
+        for topology, summary in summarize([r for r in rows if "error" not in r]).items():
+            summaries[f"{prefix}{topology}"] = summary
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, s in summaries.items():
@@ -61,6 +62,27 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
     axes[0][-1].legend(fontsize=7)
     fig.suptitle("Accuracy per round by encoder (mean, shaded 95% CI over devices)")
     paths.append(_save(fig, out_dir / "accuracy_vs_round_by_arch.png"))
+
+    paired = {label: s for label, s in summaries.items() if "knn_top1_minus_local_by_round" in s}
+    if paired:
+        panels = [("all devices", None), *((arch, arch) for arch in archs)]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), sharey=True, squeeze=False)
+        for ax, (title, arch) in zip(axes[0], panels):
+            for label, s in paired.items():
+                if arch is None:
+                    by_round = s["knn_top1_minus_local_by_round"]
+                else:
+                    by_round = {k: per_arch[arch] for k, per_arch in s["knn_top1_minus_local_by_arch_by_round"].items() if arch in per_arch}
+                if by_round:
+                    _band(ax, by_round, label)
+            ax.axhline(0.0, color="black", linewidth=0.8, linestyle="--")
+            n = next(iter(next(iter(paired.values()))["knn_top1_minus_local_by_round"].values()))["n"] if arch is None else None
+            ax.set_title(f"{title}" + (f" (n = {n})" if n else ""), fontsize=9)
+            ax.set_xlabel("round")
+        axes[0][0].set_ylabel("kNN top-1 minus the same device under local (points)")
+        axes[0][-1].legend(fontsize=7)
+        fig.suptitle("Paired gain over local per round (mean over devices, shaded 95% CI)")
+        paths.append(_save(fig, out_dir / "paired_difference_vs_round.png"))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / max(len(archs), 1)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psutil
 
 from crlsc_fl.federation.failures import first_errors
 from crlsc_fl.federation.footprint import Footprint
@@ -82,19 +83,31 @@ def _architectures(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 REFERENCE_TOPOLOGY = "local"
 
 
-def _paired_difference(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, float] | None:
+def _paired_difference(rows: list[dict[str, Any]], reference: list[dict[str, Any]], round: int | None = None,
+                       arch: str | None = None) -> dict[str, float] | None:
     """Statistics over devices of (kNN top-1 here - kNN top-1 under the reference topology)
-    at the last round both reached, for the devices that succeeded in both. A device has the
-    same shard, architecture and initial weights under every topology, so the paired
-    difference isolates what the topology did; its CI is far narrower than the gap
-    between two unpaired means."""
-    last = min(max(r["round"] for r in rows), max(r["round"] for r in reference))
-    mine = {r["device"]: r["knn_top1"] for r in rows if r["round"] == last}
+    at ``round`` (default: the last round both reached), for the devices (of ``arch``, if
+    given) that succeeded in both. A device has the same shard, architecture and initial
+    weights under every topology, so the paired difference isolates what the topology did;
+    its CI is far narrower than the gap between two unpaired means."""
+    last = round or min(max(r["round"] for r in rows), max(r["round"] for r in reference))
+    mine = {r["device"]: r["knn_top1"] for r in rows if r["round"] == last and arch in (None, r["arch"])}
     theirs = {r["device"]: r["knn_top1"] for r in reference if r["round"] == last}
     common = sorted(set(mine) & set(theirs))
     if not common:
         return None
     return {"round": last, **_stats([mine[d] - theirs[d] for d in common])}
+
+
+def _paired_by_round(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any]:
+    """The paired difference at every round both reached, overall and per architecture."""
+    overall, by_arch = {}, {}
+    for k in sorted({r["round"] for r in rows} & {r["round"] for r in reference}):
+        if (paired := _paired_difference(rows, reference, round=k)) is not None:
+            overall[str(k)] = paired
+        by_arch[str(k)] = {a: d for a in sorted({r["arch"] for r in rows if r["round"] == k})
+                           if (d := _paired_difference(rows, reference, round=k, arch=a)) is not None}
+    return {"overall": overall, "by_arch": by_arch}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,6 +152,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             paired = _paired_difference(good, reference)
             if paired is not None:
                 summary[topology][f"knn_top1_minus_{REFERENCE_TOPOLOGY}"] = paired
+                by_round = _paired_by_round(good, reference)
+                summary[topology][f"knn_top1_minus_{REFERENCE_TOPOLOGY}_by_round"] = by_round["overall"]
+                summary[topology][f"knn_top1_minus_{REFERENCE_TOPOLOGY}_by_arch_by_round"] = by_round["by_arch"]
     return summary
 
 
@@ -149,6 +165,16 @@ def seconds_per_round(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     for row in rows:
         out[str(row["label"]).split("/", 1)[-1]][str(row["round"])] = float(row["wall_seconds"])
     return dict(out)
+
+
+def cpu_use(rows: list[dict[str, Any]], wall_seconds: float, cores: int | None = None) -> dict[str, float]:
+    """How busy the run kept the machine: the devices' own seconds (every device-round from
+    loading its state to saving it, measured on the device) over wall seconds x cores. What
+    is missing to 1.0 is the server, Flower and Ray, and idle cores."""
+    cores = cores or psutil.cpu_count() or 1
+    device_seconds = float(sum(r.get("device_seconds", 0.0) for r in rows if "error" not in r))
+    return {"device_seconds": device_seconds, "wall_seconds": wall_seconds, "cores": float(cores),
+            "fraction": device_seconds / (wall_seconds * cores) if wall_seconds > 0 else 0.0}
 
 
 class RunReport:
@@ -188,6 +214,7 @@ class RunReport:
             payload["failure"] = f"{type(failure).__name__}: {failure}"
         if self.footprint is not None:
             payload["footprint"] = self.footprint.as_dict()
+        payload["cpu_use"] = cpu_use(rows, payload["elapsed_seconds"])
         if (run_dir / "stage2.jsonl").exists():
             payload["stage2"] = summarize_stage2(read_metrics(run_dir, "stage2.jsonl"))
         self.run_dir.write_summary(payload, rows)

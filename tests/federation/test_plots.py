@@ -37,5 +37,7 @@ def test_figures_are_written_with_ci_bands_and_an_architecture_panel(runs: dict,
     names = {p.name for p in paths}
     assert {"accuracy_vs_round.png", "accuracy_vs_round_by_arch.png", "accuracy_by_arch.png", "accuracy_vs_bytes.png"} <= names
     assert all(p.stat().st_size > 0 for p in paths)
-    assert len(bands) == 2 * 3  # 2 series: one band overall, one per architecture (2)
+    paired = len(runs) == 1  # one run with local and p2p: p2p's paired gain, overall and per architecture
+    assert ("paired_difference_vs_round.png" in names) == paired
+    assert len(bands) == 2 * 3 + (3 if paired else 0)  # 2 series: one band overall, one per architecture (2); paired: 1 x 3
     assert all((high > low).all() for low, high in bands)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crlsc_fl.federation.results import seconds_per_round, summarize
+from crlsc_fl.federation.results import cpu_use, seconds_per_round, summarize
 
 
 def _row(device: int, round_: int, knn: float, arch: str = "resnet18", **extra: object) -> dict:
@@ -78,3 +78,25 @@ def test_seconds_per_round_per_topology_keeps_the_last_run_of_a_redone_round() -
         {"label": "quick/cloud-edge", "round": 1, "wall_seconds": 80.0},
     ]
     assert seconds_per_round(rows) == {"local": {"1": 70.0, "2": 75.0}, "cloud-edge": {"1": 80.0}}
+
+
+def test_paired_difference_every_round_and_by_architecture() -> None:
+    archs = {0: "resnet18", 1: "resnet18", 2: "resnet50"}
+    local = {(1, 0): 20.0, (1, 1): 22.0, (1, 2): 18.0, (2, 0): 25.0, (2, 1): 27.0, (2, 2): 21.0}
+    gain = {(1, 0): 1.0, (1, 1): 3.0, (1, 2): -1.0, (2, 0): 4.0, (2, 1): 6.0, (2, 2): 2.0}
+    rows = [{**_row(d, r, k, archs[d]), "topology": "local"} for (r, d), k in local.items()]
+    rows += [_row(d, r, local[(r, d)] + gain[(r, d)], archs[d]) for (r, d) in local]
+    summary = summarize(rows)["p2p"]
+    by_round = summary["knn_top1_minus_local_by_round"]
+    assert {k: v["mean"] for k, v in by_round.items()} == {"1": pytest.approx(1.0), "2": pytest.approx(4.0)}
+    assert by_round["2"]["n"] == 3 and by_round["2"] == summary["knn_top1_minus_local"]
+    by_arch = summary["knn_top1_minus_local_by_arch_by_round"]
+    assert by_arch["1"]["resnet18"]["mean"] == pytest.approx(2.0) and by_arch["1"]["resnet18"]["n"] == 2
+    assert by_arch["2"]["resnet50"] == {"round": 2, "mean": 2.0, "std": 0.0, "ci95": 0.0, "min": 2.0, "max": 2.0, "n": 1}
+
+
+def test_cpu_use_is_device_seconds_over_wall_seconds_times_cores() -> None:
+    rows = [_row(0, 1, 30.0, device_seconds=50.0), _row(1, 1, 30.0, device_seconds=70.0),
+            {"topology": "p2p", "round": 1, "device": 2, "arch": "resnet18", "error": "boom"}]
+    use = cpu_use(rows, wall_seconds=100.0, cores=2)
+    assert use == {"device_seconds": 120.0, "wall_seconds": 100.0, "cores": 2.0, "fraction": pytest.approx(0.6)}
