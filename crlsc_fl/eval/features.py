@@ -24,6 +24,11 @@ def encode_images(encoder: LocalEncoder, images: np.ndarray, kind: str = "backbo
     was_training = encoder.training
     encoder.eval()
     forward = encoder.backbone_features if kind == "backbone" else encoder.forward
-    out = [forward(images_to_tensor(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    # inputs in the encoder's layout (a channels_last encoder trained with train.channels-last)
+    layout = torch.channels_last if encoder.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last) else None
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images_to_tensor(images[i : i + batch_size])
+        out.append(forward(x.contiguous(memory_format=layout) if layout is not None else x))
     encoder.train(was_training)
     return torch.cat(out)
