@@ -5,9 +5,9 @@
 Compares every per-device line file (metrics, participation, stage 2), each topology's
 communication ledger (records in any order: uploads are recorded as replies arrive) and
 ``summary.json``, leaving out what measures the machine rather than the method: wall-clock
-seconds, memory, run ids. Simulated seconds (compute profiles, link times) are compared.
-Floats count as equal within a relative 1e-12 (aggregates of the same values summed in
-another order).
+seconds, CPU use, memory, run ids, the node and host each round ran on. Simulated seconds
+(compute profiles, link times) are compared. Floats count as equal within a relative 1e-12
+(aggregates of the same values summed in another order).
 Exit 0 when everything is identical, 1 otherwise, with the first difference of each file.
 ``--common-files`` compares only the files both hold (e.g. against a committed run whose
 line files were not all committed) and does not require the same set of files.
@@ -27,7 +27,8 @@ LINE_FILES = ("metrics.jsonl", "participation.jsonl", "stage2.jsonl")
 MACHINE_FIELDS = {
     "seconds", "train_seconds", "eval_seconds", "wall_seconds", "elapsed_seconds", "memory_sample_seconds",
     "train_seconds_per_device_round", "seconds_per_round", "peak_memory_bytes", "device_state_bytes", "memory_root_pid",
-    "run_id", "flower_run_ids", "footprint", "status",
+    "run_id", "flower_run_ids", "footprint", "status", "device_seconds", "cpu_use",
+    "node", "host", "device_rounds_by_node",  # where each device-round ran (Ray node ids differ from run to run)
 }
 
 

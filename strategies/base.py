@@ -181,7 +181,7 @@ class KnowledgeTransferStrategy(Strategy):
             self.state_round[device] = server_round
         self.after_round(server_round, succeeded)
         totals = self.delivery.ledger.device_totals(server_round)
-        metrics = {d: {**codec.reply_metrics(content), **totals.get(device_node(d), {})} for d, content in sorted(succeeded.items())}
+        metrics = {d: {**codec.reply_row(content), **totals.get(device_node(d), {})} for d, content in sorted(succeeded.items())}
         run_dir = self.ctx.run_dir
         run_dir.append_device_rows(self.name, server_round, self.ctx.devices, failed, metrics)
         run_dir.write_communication(self.name, self.delivery.ledger)

@@ -10,7 +10,7 @@ it in a plain loop.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -22,6 +22,7 @@ from crlsc_fl.eval.knn import knn_accuracy
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices
 from crlsc_fl.federation.local_training import kb_method_names
+from crlsc_fl.federation.placement import placement
 from crlsc_fl.kb.anchors import AnchorSet
 from crlsc_fl.kb.builders import build_anchor_pkb, build_pkb
 from crlsc_fl.kb.union import KnowledgeBaseUnion
@@ -48,11 +49,13 @@ class RoundTask:
 
 @dataclass
 class RoundOutcome:
-    """What a device reports after a round: its metrics, and its PKB / weights when asked."""
+    """What a device reports after a round: its metrics, where it ran (``node``, ``host``:
+    :func:`~crlsc_fl.federation.placement.placement`), and its PKB / weights when asked."""
 
     metrics: dict[str, float]
     pkb: bytes | None = None
     weights: dict[str, torch.Tensor] | None = None
+    placement: dict[str, str] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=8)
@@ -161,4 +164,4 @@ def run_device_round(
         # the whole round on the device (state, training, evaluation, PKB, save): the run's CPU use
         "device_seconds": time.perf_counter() - start,
     }
-    return RoundOutcome(metrics, pkb_blob, encoder.state_dict() if task.return_weights else None)
+    return RoundOutcome(metrics, pkb_blob, encoder.state_dict() if task.return_weights else None, placement())

@@ -3,8 +3,9 @@
 
 ``summary.json`` (:class:`RunReport`): status ``running`` / ``completed`` / ``failed`` /
 ``interrupted``; per topology the device kNN statistics of the last round and of every
-round, overall and by architecture, the encoders' sizes, seconds per round, error counts;
-the first errors; the run's ``footprint`` (:mod:`crlsc_fl.federation.footprint`).
+round, overall and by architecture, the encoders' sizes, seconds per round, error counts,
+the successful device-rounds each node ran (``device_rounds_by_node``: on a Ray cluster,
+how the work spread); the first errors; the run's ``footprint`` (:mod:`crlsc_fl.federation.footprint`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import psutil
 
 from crlsc_fl.federation.failures import first_errors
 from crlsc_fl.federation.footprint import Footprint
+from crlsc_fl.federation.placement import ray_cluster_cpus
 
 if TYPE_CHECKING:
     from crlsc_fl.federation.run_dir import RunDirectory
@@ -78,6 +80,15 @@ def _architectures(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
                 entry[key] = mine[0][key]
         out[arch] = entry
     return out
+
+
+def _device_rounds_by_node(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of ``rows`` (device-rounds) each ``node`` ran; rows without one (older runs) are left out."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if "node" in row:
+            counts[str(row["node"])] += 1
+    return dict(sorted(counts.items()))
 
 
 REFERENCE_TOPOLOGY = "local"
@@ -144,6 +155,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "knn_top1_by_round": per_round["overall"],
             "knn_top1_by_arch_by_round": per_round["by_arch"],
             "train_seconds_per_device_round": float(np.mean([r["train_seconds"] for r in good])),
+            "device_rounds_by_node": _device_rounds_by_node(good),
         }
     reference = [r for r in by_topology.get(REFERENCE_TOPOLOGY, []) if "error" not in r]
     for topology, items in by_topology.items():
@@ -169,8 +181,9 @@ def seconds_per_round(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]
 
 def cpu_use(rows: list[dict[str, Any]], wall_seconds: float, cores: int | None = None) -> dict[str, float]:
     """How busy the run kept the machine: the devices' own seconds (every device-round from
-    loading its state to saving it, measured on the device) over wall seconds x cores. What
-    is missing to 1.0 is the server, Flower and Ray, and idle cores."""
+    loading its state to saving it, measured on the device) over wall seconds x cores (the
+    Ray cluster's CPUs in a simulation, :func:`~crlsc_fl.federation.placement.ray_cluster_cpus`,
+    else this machine's). What is missing to 1.0 is the server, Flower and Ray, and idle cores."""
     cores = cores or psutil.cpu_count() or 1
     device_seconds = float(sum(r.get("device_seconds", 0.0) for r in rows if "error" not in r))
     return {"device_seconds": device_seconds, "wall_seconds": wall_seconds, "cores": float(cores),
@@ -214,7 +227,7 @@ class RunReport:
             payload["failure"] = f"{type(failure).__name__}: {failure}"
         if self.footprint is not None:
             payload["footprint"] = self.footprint.as_dict()
-        payload["cpu_use"] = cpu_use(rows, payload["elapsed_seconds"])
+        payload["cpu_use"] = cpu_use(rows, payload["elapsed_seconds"], ray_cluster_cpus())
         if (run_dir / "stage2.jsonl").exists():
             payload["stage2"] = summarize_stage2(read_metrics(run_dir, "stage2.jsonl"))
         self.run_dir.write_summary(payload, rows)

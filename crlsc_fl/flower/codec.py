@@ -8,7 +8,8 @@ Server -> device, and the reply:
   set, or peer's anchor-keyed PKB) the device does not hold yet, with the blob and its
   SHA-256 (shared blobs such as the SKB are identical records, also sent once), and
   ``weights`` (ArrayRecord) for ``fedavg`` only. A device rejects a KB whose digest does not
-  match. Reply: ``metrics`` (MetricRecord), optional ``pkb`` (ConfigRecord ``blob``) and ``weights``.
+  match. Reply: ``metrics`` (MetricRecord: numbers only), ``placement`` (ConfigRecord: ``node``,
+  ``host``, where the round ran), optional ``pkb`` (ConfigRecord ``blob``) and ``weights``.
 - ``train.decoder`` (stage 2): ``scenario`` and ``task`` (``topology``, ``run-key``).
   Reply: ``metrics``.
 """
@@ -131,6 +132,8 @@ def incoming_weights(content: RecordDict) -> StateDict | None:
 # -- train: device -> server ----------------------------------------------------------
 def reply_content(outcome: RoundOutcome) -> RecordDict:
     content = RecordDict({"metrics": MetricRecord(outcome.metrics)})  # type: ignore[arg-type]
+    if outcome.placement:  # strings: a MetricRecord holds numbers only
+        content["placement"] = ConfigRecord(outcome.placement)  # type: ignore[arg-type]
     if outcome.pkb is not None:
         content["pkb"] = ConfigRecord({"blob": outcome.pkb})
     if outcome.weights is not None:
@@ -144,6 +147,18 @@ def train_reply(request: Message, outcome: RoundOutcome) -> Message:
 
 def reply_metrics(content: RecordDict) -> dict[str, float]:
     return dict(content.metric_records["metrics"])  # type: ignore[arg-type]
+
+
+def reply_placement(content: RecordDict) -> dict[str, str]:
+    """Where the device's round ran (``node``, ``host``); empty if the reply does not say."""
+    if "placement" not in content.config_records:
+        return {}
+    return {key: str(value) for key, value in content.config_records["placement"].items()}
+
+
+def reply_row(content: RecordDict) -> dict[str, Any]:
+    """A successful train reply's values for its ``metrics.jsonl`` row: metrics and placement."""
+    return {**reply_metrics(content), **reply_placement(content)}
 
 
 def reply_accuracy(reply: Message) -> float | None:

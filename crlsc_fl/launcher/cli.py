@@ -1,15 +1,19 @@
 """The ``crlsc-fl`` command and the one flow behind ``crlsc-fl run`` / ``crlsc-fl deploy``.
 
     crlsc-fl run SCENARIO [--set KEY=VALUE ...] [--timeout S] [--num-supernodes N]
-                 [--federation-config "k=v ..."] [--app DIR]     (= python -m crlsc_fl.launch)
+                 [--federation-config "k=v ..."] [--ray-address HOST:PORT] [--app DIR]
+                                                                 (= python -m crlsc_fl.launch)
     crlsc-fl run --resume RESULTS_DIR | --clean
     crlsc-fl deploy SCENARIO [--supernodes N] [--rounds R] [--set ...] [--timeout S]
                  [--connect-timeout S] [--app DIR]               (= python -m crlsc_fl.deploy)
     crlsc-fl compare RUN_DIR ... --out DIR                       (= python -m crlsc_fl.compare)
     crlsc-fl stage2 --run-dir DIR ... --out DIR                  (= python -m crlsc_fl.stage2)
 
-A run, in order: validate the scenario and overrides, pin user paths and load the data
-(:mod:`~crlsc_fl.launcher.scenario`; any problem: exit 2 before a process starts); start a
+A run, in order: check the form of a Ray address named by ``--ray-address`` /
+``$RAY_ADDRESS`` and that its head answers (:mod:`~crlsc_fl.launcher.ray_cluster`; exit 2 or
+3); validate the scenario and overrides, pin user paths and load the data
+(:mod:`~crlsc_fl.launcher.scenario`; any problem: exit 2 before a process starts); on a Ray
+cluster, check that every node can run the devices (exit 3) and that one fits (exit 2); start a
 SuperLink (and SuperNodes) in a fresh Flower home; ``flwr run --stream``; read the real
 status with ``flwr ls``; stop every process by PID; print
 ``[crlsc] run <id>: <status>; results: <dir>; flower logs: <FLWR_HOME>``; report the
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crlsc_fl.launcher.environment import absolute, checkout_root, pinned_path_env
+from crlsc_fl.launcher.errors import FlowerError
 from crlsc_fl.launcher.modes import DEPLOYMENT, SIMULATION, Federation
 from crlsc_fl.launcher.outcome import ExitCode
 from crlsc_fl.launcher.report import clean_device_state, device_state_root
@@ -71,7 +76,9 @@ def scenario_file(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def plan_run(federation: Federation, args: argparse.Namespace) -> RunPlan:
-    """Validate everything the command line names; raises ``ValueError`` for the user (exit 2)."""
+    """Validate everything the command line names; raises ``ValueError`` for the user (exit 2),
+    ``FlowerError`` if what it names outside this process cannot be used (exit 3)."""
+    early = federation.preflight(args)
     resume_tmp = Path(tempfile.mkdtemp(prefix="crlsc-resume-"))
     try:
         scenario = scenario_file(args, resume_tmp)
@@ -80,13 +87,15 @@ def plan_run(federation: Federation, args: argparse.Namespace) -> RunPlan:
         shutil.rmtree(resume_tmp, ignore_errors=True)
     try:
         devices = federation.devices(args, cfg)
-        options = federation.plan_options(args, devices)
-    except ValueError:
+        options = {**early, **federation.plan_options(args, devices)}
+        plan = RunPlan(cfg, run_config, tmp, (args.app or checkout_root()).resolve(), federation.mode,
+                       federation.simulation, timeout=args.timeout, env=env, **options)
+        federation.check_plan(args, plan)
+    except (ValueError, FlowerError):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     federation.note(devices, cfg)
-    return RunPlan(cfg, run_config, tmp, (args.app or checkout_root()).resolve(), federation.mode,
-                   federation.simulation, timeout=args.timeout, env=env, **options)
+    return plan
 
 
 def run_federation(federation: Federation, args: argparse.Namespace, sessions: list[FlowerSession] | None = None) -> int:
@@ -98,6 +107,9 @@ def run_federation(federation: Federation, args: argparse.Namespace, sessions: l
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(ExitCode.CONFIG)
+    except FlowerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return int(ExitCode.INFRA)
     return execute(plan, sessions)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tomli_w
 
-from crlsc_fl.environment import PATH_VARIABLES, PROJECT_ROOT_ENV
+from crlsc_fl.environment import PATH_VARIABLES, PROJECT_ROOT_ENV, RAY_ADDRESS_ENV
 from crlsc_fl.launcher.errors import FlowerError
 
 FLOWER_HOMES = ".flwr"  # under the app root; Flower leaves it out of the FAB it builds
@@ -84,7 +84,9 @@ def flwr_env(home: Path, project: Path, base: Mapping[str, str] | None = None) -
         PYTHONUNBUFFERED="1",
     )
     env[PROJECT_ROOT_ENV] = str(project)
-    env.pop("RAY_ADDRESS", None)  # never join somebody else's Ray cluster
+    # never join a Ray cluster by accident: `crlsc-fl run` honours $RAY_ADDRESS by checking it
+    # and handing it on explicitly (crlsc_fl.launcher.ray_cluster.driver_env)
+    env.pop(RAY_ADDRESS_ENV, None)
     # Make sure the Flower executables of *this* interpreter are found first.
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")

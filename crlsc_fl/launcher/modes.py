@@ -3,7 +3,9 @@ command-line flow in :mod:`crlsc_fl.launcher.cli`:
 
 * :data:`SIMULATION` (``crlsc-fl run`` = ``python -m crlsc_fl.launch``): ``flower-superlink
   --simulation``; the devices are Flower's simulated SuperNodes (Ray actors), set with
-  ``--federation-config``; supports ``--resume`` and ``--clean``;
+  ``--federation-config``, on a private Ray instance or on an existing cluster
+  (``--ray-address`` / ``$RAY_ADDRESS``, :mod:`crlsc_fl.launcher.ray_cluster`); supports
+  ``--resume`` and ``--clean``;
 * :data:`DEPLOYMENT` (``crlsc-fl deploy`` = ``python -m crlsc_fl.deploy``): a SuperLink and
   N real ``flower-supernode`` processes on loopback.
 """
@@ -11,13 +13,17 @@ command-line flow in :mod:`crlsc_fl.launcher.cli`:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from abc import ABC, abstractmethod
 from typing import Any
 
-from crlsc_fl.launcher.overrides import federation_config
+from crlsc_fl.environment import RAY_ADDRESS_ENV
+from crlsc_fl.launcher.overrides import federation_config, federation_settings
+from crlsc_fl.launcher.ray_cluster import check_address, check_cluster, requested_target, worker_env
 
 ROUNDS_KEY = "scenario.rounds"
+CLIENT_RESOURCES = {"client-resources-num-cpus": 1}  # one CPU per simulated device unless --federation-config says otherwise
 
 
 class Federation(ABC):
@@ -35,6 +41,14 @@ class Federation(ABC):
     def extra_overrides(self, args: argparse.Namespace) -> list[str]:
         """``key=value`` overrides implied by this federation's options (after the user's ``--set``)."""
         return []
+
+    def preflight(self, args: argparse.Namespace) -> dict[str, Any]:
+        """Check what the options name outside this process before the scenario's data is
+        loaded; return :class:`~crlsc_fl.launcher.runner.RunPlan` fields (nothing by default)."""
+        return {}
+
+    def check_plan(self, args: argparse.Namespace, plan: Any) -> None:  # noqa: B027  (optional hook)
+        """Last checks of a complete plan (a :class:`~crlsc_fl.launcher.runner.RunPlan`) before Flower starts."""
 
     def devices(self, args: argparse.Namespace, cfg: Any) -> int:
         """SuperNodes to run: the option's value, else the scenario's ``devices.num-devices``."""
@@ -65,9 +79,30 @@ class Simulation(Federation):
                             help="simulated devices (default: devices.num-devices)")
         parser.add_argument("--federation-config", default=None,
                             help='extra simulation settings, "k=v k2=v2", e.g. "client-resources-num-cpus=2"')
+        parser.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                            help=f"run on the existing Ray cluster whose head (`ray start --head`) listens there "
+                                 f"(default: ${RAY_ADDRESS_ENV}; '' or 'local': a private Ray instance)")
+
+    def preflight(self, args: argparse.Namespace) -> dict[str, Any]:
+        """With a Ray address: its form, the federation settings, the head's port (exit 2 or 3)."""
+        target = requested_target(args.ray_address, os.environ)
+        if target is None:
+            return {}
+        check_address(target, federation_settings(CLIENT_RESOURCES, args.federation_config))
+        return {"ray": target}
+
+    def check_plan(self, args: argparse.Namespace, plan: Any) -> None:
+        """On a Ray cluster: every node runs the ClientApp, sees the data and the device state (exit 3); a client fits (exit 2)."""
+        if plan.ray is None:
+            return
+        data = [plan.cfg.data.data_dir] if plan.cfg.data.data_dir and plan.cfg.data.dataset != "synthetic" else []
+        cluster, actors = check_cluster(plan.ray, federation_settings(CLIENT_RESOURCES, args.federation_config),
+                                        worker_env(plan.env), data)
+        print(f"[crlsc] {cluster.describe()}: {actors} devices at a time; every node imports the ClientApp and sees "
+              f"{', '.join([*data, 'the device-state root'])}", flush=True)
 
     def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
-        defaults = {"num-supernodes": devices, "client-resources-num-cpus": 1}
+        defaults = {"num-supernodes": devices, **CLIENT_RESOURCES}
         return {"flwr_run_args": ["--federation-config", federation_config(defaults, args.federation_config)]}
 
 

@@ -55,10 +55,15 @@ def merged_run_config(scenario: Path, overrides: Mapping[str, Any], dest: Path) 
     return dest
 
 
-def federation_config(defaults: Mapping[str, Any], extra: str | None) -> str:
+def federation_settings(defaults: Mapping[str, Any], extra: str | None) -> dict[str, str]:
     """Merge ``--federation-config`` pairs: ``extra`` (``"k=v k2=v2"``) wins over ``defaults``."""
     merged = {k: str(v) for k, v in defaults.items()}
     for item in (extra or "").split():
         key, value = split_pair(item, "--federation-config item")
         merged[key] = value
-    return " ".join(f"{k}={v}" for k, v in merged.items())
+    return merged
+
+
+def federation_config(defaults: Mapping[str, Any], extra: str | None) -> str:
+    """:func:`federation_settings` as the ``"k=v k2=v2"`` string ``flwr run --federation-config`` takes."""
+    return " ".join(f"{k}={v}" for k, v in federation_settings(defaults, extra).items())

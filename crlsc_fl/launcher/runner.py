@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crlsc_fl.environment import MEMORY_ROOT_ENV
+from crlsc_fl.environment import MEMORY_ROOT_ENV, STATE_DIR_ENV
 from crlsc_fl.launcher.errors import FlowerError
 from crlsc_fl.launcher.outcome import ExitCode, Outcome, final_line, results_dir
+from crlsc_fl.launcher.ray_cluster import RayTarget, driver_env, worker_env
 from crlsc_fl.launcher.report import device_state_root, report_run
 from crlsc_fl.launcher.session import FlowerSession
 from crlsc_fl.launcher.signals import SignalGuard
@@ -38,6 +39,7 @@ class RunPlan:
     connect_timeout: float = 60.0
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)  # added to Flower's environment (absolute paths)
+    ray: RayTarget | None = None  # simulation on this existing Ray cluster (None: a private Ray instance)
 
 
 def keep_run_config(run_config: Path, tmp: Path, home: Path) -> Path:
@@ -51,6 +53,11 @@ def keep_run_config(run_config: Path, tmp: Path, home: Path) -> Path:
 def run_flower(plan: RunPlan, session: FlowerSession) -> Outcome:
     """Start the SuperLink (and SuperNodes), run the app; the session stops everything after."""
     session.env.update(plan.env)
+    if plan.ray is not None:
+        worker = worker_env(plan.env)
+        session.env.update(driver_env(plan.ray.address, worker))
+        print(f"[crlsc] the simulation joins the Ray cluster at {plan.ray.address}; device state in {worker[STATE_DIR_ENV]}",
+              flush=True)
     session.env[MEMORY_ROOT_ENV] = str(os.getpid())  # the ServerApp measures this process tree
     run_config = keep_run_config(plan.run_config, plan.tmp, session.home)
     with session:

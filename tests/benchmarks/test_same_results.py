@@ -12,10 +12,13 @@ from benchmarks.same_results import main
 
 def write_run(run: Path, knn: float, seconds: float, records: list[dict]) -> Path:
     run.mkdir(parents=True)
-    rows = [{"topology": "p2p", "round": 1, "device": d, "knn_top1": knn + d, "train_seconds": seconds} for d in range(3)]
+    node = f"node-of-run-{seconds}"  # where a round ran differs from run to run, like the seconds
+    rows = [{"topology": "p2p", "round": 1, "device": d, "knn_top1": knn + d, "train_seconds": seconds, "node": node,
+             "host": node} for d in range(3)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "communication-p2p.json").write_text(json.dumps({"records": records}))
-    (run / "summary.json").write_text(json.dumps({"topologies": {"p2p": {"knn_top1": knn}}, "elapsed_seconds": seconds}))
+    summary = {"topologies": {"p2p": {"knn_top1": knn, "device_rounds_by_node": {node: 3}}}, "elapsed_seconds": seconds}
+    (run / "summary.json").write_text(json.dumps(summary))
     return run
 
 
@@ -25,7 +28,7 @@ RECORDS = [{"kind": "kb", "src": "device-1", "nbytes": 10}, {"kind": "kb", "src"
 @pytest.mark.parametrize(
     ("knn", "records", "same"),
     [
-        (30.0, RECORDS, True),  # only wall-clock seconds differ
+        (30.0, RECORDS, True),  # only wall-clock seconds and the nodes differ
         (30.0, RECORDS[::-1], True),  # transfers recorded in another arrival order
         (30.5, RECORDS, False),
         (30.0 + 30.0 * 1e-15, RECORDS, True),  # an aggregate summed in another order

@@ -17,6 +17,7 @@ from crlsc_fl.federation import device_round
 from crlsc_fl.federation.device_round import RoundTask, evaluate_encoder, run_device_round
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices
+from crlsc_fl.federation.placement import placement
 from crlsc_fl.kb.anchors import AnchorSet
 from crlsc_fl.models.encoders import build_encoder, load_encoder
 
@@ -63,7 +64,9 @@ def test_a_round_trains_its_architectures_width_and_reports_sizes(tmp_path: Path
     outcomes = {}
     for spec in first_of_each_arch.values():
         store = DeviceStore(tmp_path, "run", "local", spec.device)
-        outcomes[spec.arch] = run_device_round(cfg, spec.device, RoundTask("local", 1, "dcl", 16), store).metrics
+        outcome = run_device_round(cfg, spec.device, RoundTask("local", 1, "dcl", 16), store)
+        assert outcome.placement == placement()  # where it ran: here, outside Ray, this host
+        outcomes[spec.arch] = outcome.metrics
     for arch, metrics in outcomes.items():
         width = {"resnet18": 0.25, "resnet34": 0.125}[arch]
         expected = sum(p.numel() for p in build_encoder(arch, dim=16, stem=cfg.devices.stem, width=width).parameters())

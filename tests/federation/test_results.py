@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import psutil
 import pytest
 
 from crlsc_fl.federation.results import cpu_use, seconds_per_round, summarize
@@ -66,6 +69,13 @@ def test_paired_difference_to_local_uses_the_devices_present_in_both() -> None:
     assert "knn_top1_minus_local" not in summary["local"]
 
 
+def test_device_rounds_are_counted_per_node_that_ran_them() -> None:
+    rows = [_row(0, 1, 30.0, node="a"), _row(1, 1, 30.0, node="b"), _row(0, 2, 30.0, node="b"), _row(1, 2, 30.0, node="b")]
+    rows.append({"topology": "p2p", "round": 2, "device": 2, "arch": "resnet18", "error": "boom"})  # no reply: not counted
+    assert summarize(rows)["p2p"]["device_rounds_by_node"] == {"a": 1, "b": 3}
+    assert summarize([_row(0, 1, 30.0)])["p2p"]["device_rounds_by_node"] == {}  # rows from before the field
+
+
 def test_no_paired_difference_without_local() -> None:
     assert "knn_top1_minus_local" not in summarize([_row(0, 1, 30.0), _row(1, 1, 32.0)])["p2p"]
 
@@ -100,3 +110,15 @@ def test_cpu_use_is_device_seconds_over_wall_seconds_times_cores() -> None:
             {"topology": "p2p", "round": 1, "device": 2, "arch": "resnet18", "error": "boom"}]
     use = cpu_use(rows, wall_seconds=100.0, cores=2)
     assert use == {"device_seconds": 120.0, "wall_seconds": 100.0, "cores": 2.0, "fraction": pytest.approx(0.6)}
+
+
+@pytest.mark.parametrize(("cluster_cpus", "cores"), [(48, 48.0), (None, float(psutil.cpu_count()))])
+def test_run_cpu_use_counts_the_ray_clusters_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster_cpus: int | None,
+                                                 cores: float) -> None:
+    """A simulation's ServerApp shares the process that joined Ray: on a cluster the devices
+    ran on all its CPUs, not only on this machine's."""
+    from crlsc_fl.federation import results
+    from crlsc_fl.federation.run_dir import RunDirectory
+
+    monkeypatch.setattr(results, "ray_cluster_cpus", lambda: cluster_cpus)
+    assert results.RunReport(RunDirectory(tmp_path), "7", 7, start=0.0).write("running")["cpu_use"]["cores"] == cores

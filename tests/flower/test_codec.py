@@ -61,6 +61,7 @@ def test_train_message_round_trip(task: RoundTask) -> None:
 
 OUTCOMES = {
     "metrics only": RoundOutcome({"knn_top1": 31.5, "knn_top5": 80.0, "loss": 2.25, "num_examples": 64.0}),
+    "with placement": RoundOutcome({"knn_top1": 20.0}, placement={"node": "5f0c" * 14, "host": "worker-7"}),
     "with pkb": RoundOutcome({"knn_top1": 12.0, "pkb_bytes": 3.0}, pkb=b"pkb"),
     "with weights": RoundOutcome({"knn_top1": 50.0, "num_examples": 20.0}, weights=state(2)),
 }
@@ -72,6 +73,8 @@ def test_train_reply_round_trip(outcome: RoundOutcome) -> None:
     reply = codec.train_reply(request, outcome)
     assert reply.metadata.src_node_id == DEVICE_NODE and reply.metadata.dst_node_id == SERVER_NODE
     assert codec.reply_metrics(reply.content) == outcome.metrics
+    assert codec.reply_placement(reply.content) == outcome.placement  # strings travel beside the numbers
+    assert codec.reply_row(reply.content) == {**outcome.metrics, **outcome.placement}
     assert codec.reply_accuracy(reply) == outcome.metrics["knn_top1"]
     assert codec.reply_pkb(reply.content) == outcome.pkb
     if outcome.weights is None:
