@@ -1,5 +1,5 @@
 """Drive Flower 1.42 from Python: the ``crlsc-fl`` command (``run``, ``deploy``, ``compare``,
-``stage2``) and the runners behind ``python -m crlsc_fl.launch`` / ``python -m crlsc_fl.deploy``.
+``stage2``, ``keys``) and the runners behind ``python -m crlsc_fl.launch`` / ``python -m crlsc_fl.deploy``.
 
 One module per job:
 
@@ -10,6 +10,8 @@ One module per job:
 * :mod:`~crlsc_fl.launcher.overrides`: ``--set key=value`` and the merged run config;
 * :mod:`~crlsc_fl.launcher.environment`: Flower home, environment variables, connection;
 * :mod:`~crlsc_fl.launcher.session`: :class:`FlowerSession`, one SuperLink (+ SuperNodes);
+* :mod:`~crlsc_fl.launcher.credentials`: a secure deployment's CA, certificate and node keys,
+  checked before anything starts; :mod:`~crlsc_fl.launcher.keys`: ``crlsc-fl keys``, making them;
 * :mod:`~crlsc_fl.launcher.processes`: the psutil process supervisor;
 * :mod:`~crlsc_fl.launcher.flower_cli`: ``flwr ls`` / ``flwr supernode ls`` / ``flwr run --stream``;
 * :mod:`~crlsc_fl.launcher.polling`: :func:`poll_until`, the one wait loop;

@@ -5,9 +5,11 @@
                                                                  (= python -m crlsc_fl.launch)
     crlsc-fl run --resume RESULTS_DIR | --clean
     crlsc-fl deploy SCENARIO [--supernodes N] [--rounds R] [--set ...] [--timeout S]
-                 [--connect-timeout S] [--app DIR]               (= python -m crlsc_fl.deploy)
+                 [--connect-timeout S] [--app DIR] [--keys DIR | --insecure]
+                                                                 (= python -m crlsc_fl.deploy)
     crlsc-fl compare RUN_DIR ... --out DIR                       (= python -m crlsc_fl.compare)
     crlsc-fl stage2 --run-dir DIR ... --out DIR                  (= python -m crlsc_fl.stage2)
+    crlsc-fl keys DIR --nodes N [--host HOST ...] [--days D]     (= python -m crlsc_fl.launcher.keys)
 
 A run, in order: check the form of a Ray address named by ``--ray-address`` /
 ``$RAY_ADDRESS`` and that its head answers (:mod:`~crlsc_fl.launcher.ray_cluster`; exit 2 or
@@ -141,10 +143,12 @@ class Command:
 COMMANDS = {
     "run": Command("crlsc_fl.launcher.cli:run_main", "run a scenario as a Flower simulation (= python -m crlsc_fl.launch)"),
     "deploy": Command("crlsc_fl.launcher.cli:deploy_main",
-                      "run a scenario on SuperLink + SuperNodes on loopback (= python -m crlsc_fl.deploy)"),
+                      "run a scenario on SuperLink + SuperNodes on loopback, TLS + node keys (= python -m crlsc_fl.deploy)"),
     "compare": Command("crlsc_fl.compare:main", "plot finished runs side by side (= python -m crlsc_fl.compare)"),
     "stage2": Command("crlsc_fl.stage2.__main__:main",
                       "probe table and semantic-communication figures for encoders (= python -m crlsc_fl.stage2)"),
+    "keys": Command("crlsc_fl.launcher.keys:main",
+                    "make the CA, SuperLink certificate and SuperNode keys of a secure deployment (= python -m crlsc_fl.launcher.keys)"),
 }
 
 

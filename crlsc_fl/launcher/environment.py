@@ -4,7 +4,8 @@ the loopback connection, and user paths made absolute.
 Every invocation gets its own Flower home, ``<app root>/.flwr/<mode>-<stamp>-<pid>/``
 (``FLWR_HOME``), holding ``config.toml`` (one ``[superlink.<name>]`` connection with an
 explicit loopback address), the SuperLink database ``state.db``, one log file per started
-process and the installed app (``apps/``, removed at the end). ``<app root>/.flwr/`` is
+process, a deployment's fresh keys (``keys/``) and the installed app (``apps/``, removed
+at the end). ``<app root>/.flwr/`` is
 excluded from FABs by Flower itself and ignores itself for git (``.flwr/.gitignore`` = ``*``),
 so parallel invocations (a test beside a long run) never share ports, state or config.
 """
@@ -100,8 +101,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_connection(home: Path, name: str, address: str) -> Path:
-    """Write ``$FLWR_HOME/config.toml`` with one insecure SuperLink connection as default."""
+def write_connection(home: Path, name: str, address: str, root_certificates: Path | None = None) -> Path:
+    """Write ``$FLWR_HOME/config.toml`` with one SuperLink connection as default.
+
+    With ``root_certificates`` (the deployment's CA certificate; Flower wants an absolute
+    path) the ``flwr`` CLI speaks TLS and trusts only that CA; without, plaintext
+    (``insecure = true``).
+    """
     path = home / "config.toml"
-    path.write_text(tomli_w.dumps({"superlink": {"default": name, name: {"address": address, "insecure": True}}}))
+    security = {"root-certificates": str(root_certificates.resolve())} if root_certificates else {"insecure": True}
+    path.write_text(tomli_w.dumps({"superlink": {"default": name, name: {"address": address, **security}}}))
     return path

@@ -1,4 +1,4 @@
-"""Calls of Flower's ``flwr`` command: ``flwr ls`` / ``flwr supernode ls`` (JSON) and
+"""Calls of Flower's ``flwr`` command: ``flwr ls`` / ``flwr supernode ls|register`` (JSON) and
 ``flwr run --stream`` (output streamed live).
 
 ``flwr run --stream`` exits 0 even when the ServerApp crashed: the real status comes from
@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from crlsc_fl.launcher.errors import FlowerError
@@ -108,6 +109,16 @@ def list_runs(connection: str, env: Mapping[str, str], run_id: str | None = None
 def count_supernodes(connection: str, env: Mapping[str, str]) -> int:
     """Number of SuperNodes the SuperLink sees online."""
     return parse_supernodes_json(flwr_json(["supernode", "ls", connection], env))
+
+
+def register_supernode(connection: str, public_key: Path, env: Mapping[str, str]) -> int:
+    """``flwr supernode register``: let the SuperNode holding this key's private half join; returns its node id.
+
+    With ``flower-superlink --enable-supernode-auth`` this is the only way a SuperNode gets in.
+    """
+    reply = json_reply(flwr_json(["supernode", "register", str(public_key), connection], env),
+                       "flwr supernode register", require_success=True)
+    return int(reply["node-id"])
 
 
 def final_status(connection: str, env: Mapping[str, str], run_id: str | None, timeout: float = 30.0) -> RunInfo | None:

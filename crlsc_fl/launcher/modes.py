@@ -7,7 +7,8 @@ command-line flow in :mod:`crlsc_fl.launcher.cli`:
   (``--ray-address`` / ``$RAY_ADDRESS``, :mod:`crlsc_fl.launcher.ray_cluster`); supports
   ``--resume`` and ``--clean``;
 * :data:`DEPLOYMENT` (``crlsc-fl deploy`` = ``python -m crlsc_fl.deploy``): a SuperLink and
-  N real ``flower-supernode`` processes on loopback.
+  N real ``flower-supernode`` processes on loopback, over TLS with SuperNode authentication
+  (``--keys DIR`` from ``crlsc-fl keys``, else fresh keys per run), or plaintext with ``--insecure``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import argparse
 import os
 import sys
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 from crlsc_fl.environment import RAY_ADDRESS_ENV
+from crlsc_fl.launcher.credentials import Security, load_credentials
+from crlsc_fl.launcher.environment import absolute
 from crlsc_fl.launcher.overrides import federation_config, federation_settings
 from crlsc_fl.launcher.ray_cluster import check_address, check_cluster, requested_target, worker_env
 
@@ -120,12 +124,21 @@ class Deployment(Federation):
         )
         parser.add_argument("--rounds", type=int, default=None, help=f"override {ROUNDS_KEY}")
         parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds to wait for all SuperNodes")
+        security = parser.add_mutually_exclusive_group()
+        security.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                              help="CA, server certificate and node-<i> keys made by `crlsc-fl keys DIR --nodes N` "
+                                   "(default: a fresh set for this run in its Flower home)")
+        security.add_argument("--insecure", action="store_true",
+                              help="plaintext HTTP without SuperNode authentication: loopback experiments only")
 
     def extra_overrides(self, args: argparse.Namespace) -> list[str]:
         return [f"{ROUNDS_KEY}={args.rounds}"] if args.rounds is not None else []
 
     def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
-        return {"supernodes": devices, "connect_timeout": args.connect_timeout}
+        """Also checks ``--keys`` for ``devices`` SuperNodes (a bad file: ``ValueError``, exit 2, nothing started)."""
+        keys = load_credentials(absolute(str(args.keys), Path.cwd()), devices) if args.keys else None
+        return {"supernodes": devices, "connect_timeout": args.connect_timeout,
+                "security": Security(insecure=args.insecure, keys=keys)}
 
     def note(self, devices: int, cfg: Any) -> None:
         if devices != cfg.devices.num_devices:

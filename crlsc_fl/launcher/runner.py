@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from crlsc_fl.environment import MEMORY_ROOT_ENV, STATE_DIR_ENV
+from crlsc_fl.launcher.credentials import Credentials, Security
 from crlsc_fl.launcher.errors import FlowerError
+from crlsc_fl.launcher.keys import make_keys
 from crlsc_fl.launcher.outcome import ExitCode, Outcome, final_line, results_dir
 from crlsc_fl.launcher.ray_cluster import RayTarget, driver_env, worker_env
 from crlsc_fl.launcher.report import device_state_root, report_run
@@ -37,6 +39,7 @@ class RunPlan:
     flwr_run_args: list[str] = field(default_factory=list)
     supernodes: int = 0  # deployment only: SuperNodes to start
     connect_timeout: float = 60.0
+    security: Security | None = None  # deployment only (None: plaintext, as the simulation's SuperLink)
     timeout: float | None = None
     env: dict[str, str] = field(default_factory=dict)  # added to Flower's environment (absolute paths)
     ray: RayTarget | None = None  # simulation on this existing Ray cluster (None: a private Ray instance)
@@ -50,6 +53,14 @@ def keep_run_config(run_config: Path, tmp: Path, home: Path) -> Path:
     return run_config
 
 
+def fresh_keys(directory: Path, supernodes: int) -> Credentials:
+    """A CA, a loopback server certificate and ``supernodes`` node keys for this run only."""
+    try:
+        return make_keys(directory, supernodes)[0]
+    except (OSError, ValueError) as err:
+        raise FlowerError(f"cannot make fresh keys in {directory}: {err}") from err
+
+
 def run_flower(plan: RunPlan, session: FlowerSession) -> Outcome:
     """Start the SuperLink (and SuperNodes), run the app; the session stops everything after."""
     session.env.update(plan.env)
@@ -60,8 +71,12 @@ def run_flower(plan: RunPlan, session: FlowerSession) -> Outcome:
               flush=True)
     session.env[MEMORY_ROOT_ENV] = str(os.getpid())  # the ServerApp measures this process tree
     run_config = keep_run_config(plan.run_config, plan.tmp, session.home)
+    if plan.security is not None:
+        print(f"[crlsc] {plan.security.describe()}", flush=True)
+        if not plan.security.insecure:
+            session.credentials = plan.security.keys or fresh_keys(session.home / "keys", plan.supernodes)
     with session:
-        kind = "SuperLink (simulation)" if plan.simulation else "SuperLink"
+        kind = "SuperLink (simulation)" if plan.simulation else f"SuperLink ({'TLS' if session.credentials else 'plaintext'})"
         print(f"[crlsc] {kind} on 127.0.0.1:{session.port} ready in {session.startup_seconds:.1f}s; "
               f"FLWR_HOME={session.home}", flush=True)
         if plan.supernodes:

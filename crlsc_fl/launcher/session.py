@@ -1,5 +1,12 @@
 """One Flower SuperLink (+ optional SuperNodes) with its own Flower home: :class:`FlowerSession`.
 
+With :class:`~crlsc_fl.launcher.credentials.Credentials` (``crlsc-fl deploy``'s default) the
+SuperLink serves its one port (Fleet, Control and Runtime APIs) over TLS with our CA's
+certificate and ``--enable-supernode-auth``; every SuperNode's public key is registered
+(``flwr supernode register``) before the SuperNode starts with its private key and the CA
+certificate; the ``flwr`` CLI trusts the CA through ``root-certificates`` in ``config.toml``.
+Without credentials (the simulation, ``crlsc-fl deploy --insecure``) all of it is plaintext.
+
 We start the SuperLink ourselves (``flower-superlink --simulation`` for simulation) on a
 free port instead of relying on the ``:local:`` connection: ``:local:`` always uses port
 39091 and silently reuses *any* SuperLink already listening there (another user's), and it
@@ -9,6 +16,7 @@ leaves its SuperLink running. Measured with flwr 1.42.0 (see /work/shared/notes/
 from __future__ import annotations
 
 import shutil
+import ssl
 import sys
 import time
 import urllib.error
@@ -19,9 +27,10 @@ from pathlib import Path
 
 import psutil
 
+from crlsc_fl.launcher.credentials import Credentials
 from crlsc_fl.launcher.environment import flwr_env, free_port, make_flwr_home, write_connection
 from crlsc_fl.launcher.errors import FlowerError
-from crlsc_fl.launcher.flower_cli import count_supernodes, final_status, shell_quote, stream_flwr_run
+from crlsc_fl.launcher.flower_cli import count_supernodes, final_status, register_supernode, shell_quote, stream_flwr_run
 from crlsc_fl.launcher.outcome import Outcome
 from crlsc_fl.launcher.polling import PollTimeout, poll_until
 from crlsc_fl.launcher.processes import Supervisor, describe, tail
@@ -34,13 +43,20 @@ STATUS_TIMEOUT = 30.0  # seconds for `flwr ls` to report a final status after `f
 STATUS_TIMEOUT_AFTER_TIMEOUT = 5.0  # ... after we stopped `flwr run` on --timeout
 
 
-def answers_health(url: str) -> bool:
-    """True if ``url`` answers HTTP 200 within half a second."""
+def answers_health(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """True if ``url`` answers HTTP 200 within half a second (``https`` URLs: verified with ``context``)."""
     try:
-        with urllib.request.urlopen(url, timeout=0.5) as resp:
+        with urllib.request.urlopen(url, timeout=0.5, context=context) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def health_url(port: int, ca_cert: Path | None) -> tuple[str, ssl.SSLContext | None]:
+    """The SuperLink's ``/health`` URL and the TLS context trusting only ``ca_cert`` (plaintext without)."""
+    if ca_cert is None:
+        return f"http://127.0.0.1:{port}/health", None
+    return f"https://127.0.0.1:{port}/health", ssl.create_default_context(cafile=str(ca_cert))
 
 
 def exit_error(name: str, proc: psutil.Popen, log: Path) -> FlowerError:
@@ -48,15 +64,15 @@ def exit_error(name: str, proc: psutil.Popen, log: Path) -> FlowerError:
     return FlowerError(f"{name} exited with code {proc.returncode}; see {log}:\n{tail(log)}")
 
 
-def wait_health(port: int, proc: psutil.Popen, log: Path, timeout: float = HEALTH_TIMEOUT) -> float:
-    """Wait until the SuperLink on ``port`` answers ``/health``; return seconds waited."""
+def wait_health(port: int, proc: psutil.Popen, log: Path, timeout: float = HEALTH_TIMEOUT, ca_cert: Path | None = None) -> float:
+    """Wait until the SuperLink on ``port`` answers ``/health`` (over TLS if ``ca_cert``); return seconds waited."""
     t0 = time.monotonic()
-    url = f"http://127.0.0.1:{port}/health"
+    url, context = health_url(port, ca_cert)
 
     def healthy() -> bool:
         if proc.poll() is not None:
             raise exit_error("flower-superlink", proc, log)
-        return answers_health(url)
+        return answers_health(url, context)
 
     try:
         poll_until(healthy, timeout=timeout, interval=HEALTH_INTERVAL, what=f"flower-superlink to answer {url}")
@@ -77,6 +93,7 @@ class FlowerSession:
     mode: str
     simulation: bool
     connection: str = "crlsc"
+    credentials: Credentials | None = None  # TLS + SuperNode authentication; None: plaintext
     home: Path = field(init=False)
     env: dict[str, str] = field(init=False)
     supervisor: Supervisor = field(init=False)
@@ -112,29 +129,56 @@ class FlowerSession:
         for attempt in range(attempts):
             self.port = free_port()
             argv = [
-                "flower-superlink", "--insecure", "--isolation", "subprocess", "--host", "127.0.0.1",
+                "flower-superlink", *self.superlink_security(), "--isolation", "subprocess", "--host", "127.0.0.1",
                 "--port", str(self.port), "--database", str(self.home / "state.db"),
                 "--disable-runtime-dependency-installation",
             ] + (["--simulation"] if self.simulation else [])
             name = "superlink" if attempt == 0 else f"superlink-{attempt}"
             proc = self.supervisor.start(name, argv, self.env)
             try:
-                self.startup_seconds = wait_health(self.port, proc, self.supervisor.log_path(name))
+                self.startup_seconds = wait_health(self.port, proc, self.supervisor.log_path(name), ca_cert=self.ca_cert)
                 break
             except FlowerError:
                 if attempt == attempts - 1 or "address already in use" not in tail(self.supervisor.log_path(name)).lower():
                     raise
-        write_connection(self.home, self.connection, f"127.0.0.1:{self.port}")
+        write_connection(self.home, self.connection, f"127.0.0.1:{self.port}", root_certificates=self.ca_cert)
+
+    @property
+    def ca_cert(self) -> Path | None:
+        """The CA certificate every client of this SuperLink trusts (None: plaintext)."""
+        return self.credentials.ca_cert if self.credentials else None
+
+    def superlink_security(self) -> list[str]:
+        """TLS and SuperNode-authentication options of ``flower-superlink``, or ``--insecure``."""
+        if self.credentials is None:
+            return ["--insecure"]
+        return self.credentials.superlink_args(supernode_auth=not self.simulation)
+
+    def supernode_security(self, index: int) -> list[str]:
+        """Register SuperNode ``index``'s public key (TLS deployments); its ``flower-supernode`` security options."""
+        if self.credentials is None:
+            return ["--insecure"]
+        if index >= len(self.credentials.nodes):
+            raise FlowerError(f"no key for SuperNode {index}: {self.credentials.directory} has {len(self.credentials.nodes)} checked")
+        try:
+            register_supernode(self.connection, self.credentials.nodes[index].public_key, self.env)
+        except ValueError as err:
+            raise FlowerError(f"cannot register SuperNode {index}'s key: {err}") from err
+        return self.credentials.supernode_args(index)
+
+    def supernode_argv(self, index: int, n: int, security: Sequence[str]) -> list[str]:
+        """``flower-supernode`` for device ``index`` of ``n``, with its ClientApp runtime API on a free loopback port."""
+        return [
+            "flower-supernode", *security, "--superlink", f"127.0.0.1:{self.port}",
+            "--host", "127.0.0.1", "--port", str(free_port()),
+            "--node-config", f"partition-id={index} num-partitions={n}",
+        ]
 
     def start_supernodes(self, n: int, wait: float = 60.0) -> None:
-        """Start ``n`` SuperNodes (partition-id i of n) and wait until the SuperLink sees all."""
+        """Start ``n`` SuperNodes (partition-id i of n; with credentials, each registered first) and
+        wait until the SuperLink sees all."""
         for i in range(n):
-            argv = [
-                "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-                "--host", "127.0.0.1", "--port", str(free_port()),
-                "--node-config", f"partition-id={i} num-partitions={n}",
-            ]
-            self.supervisor.start(f"supernode-{i}", argv, self.env)
+            self.supervisor.start(f"supernode-{i}", self.supernode_argv(i, n, self.supernode_security(i)), self.env)
         t0 = time.monotonic()
 
         def online() -> int:

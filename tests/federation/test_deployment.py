@@ -1,5 +1,8 @@
 """End-to-end tests of the Flower runners (:mod:`crlsc_fl.deploy`, :mod:`crlsc_fl.launch`).
 
+``crlsc-fl deploy`` runs over TLS with SuperNode authentication unless ``--insecure``: the
+tests below without that flag exercise the secure path (fresh keys per run, or ``--keys``).
+
 The slow tests start real Flower processes on loopback and run against two apps:
 
 * ``fake``: a tiny throwaway Flower app written to ``tmp_path`` whose run config has exactly
@@ -28,7 +31,9 @@ from typing import Any
 import pytest
 import tomli_w
 
+from benchmarks.same_results import compare
 from crlsc_fl import deploy
+from crlsc_fl.launcher.keys import make_keys
 from crlsc_fl.launcher.processes import describe, is_running
 from crlsc_fl.launcher.session import FlowerSession
 
@@ -240,3 +245,38 @@ def test_deployment_reports_serverapp_failure(tmp_path: Path, capsys: pytest.Cap
     assert code == 1, out[-3000:]
     assert "finished:failed" in out
     assert_all_gone(sessions[0])
+
+
+@pytest.mark.slow
+def test_deployment_tls_auth_run_has_the_insecure_runs_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real app on 2 SuperNodes, 1 cloud-edge round (the SKB crosses the link): over TLS with
+    registered node keys (``--keys``) it completes with the very results of the plaintext run."""
+    reason = real_app_ready()
+    if reason:
+        pytest.skip(reason)
+    tiny = ["--supernodes", "2", "--rounds", "1", "--timeout", "600", "--set", "devices.num-devices=2",
+            "--set", "scenario.topologies=cloud-edge", "--set", "stage2.devices=0", "--set", "devices.architectures=resnet18:1.0",
+            "--set", "devices.width=0.25", "--set", "data.samples-per-device=32", "--set", "data.test-samples=50",
+            "--set", "train.batch-size=16"]
+    make_keys(tmp_path / "keys", 2)
+    runs: dict[str, tuple[int, str, FlowerSession, Path]] = {}
+    for name, security in (("insecure", ["--insecure"]), ("secure", ["--keys", str(tmp_path / "keys")])):
+        sessions: list[FlowerSession] = []
+        code = deploy.main([str(REPO / "scenarios" / "ci.toml"), *tiny, *security, "--set", f"scenario.results-dir={tmp_path / name}"],
+                           sessions=sessions)
+        (run_dir,) = [p for p in (tmp_path / name).glob("*/*") if p.is_dir()]
+        runs[name] = (code, capsys.readouterr().out, sessions[0], run_dir)
+    for name, (code, out, session, _) in runs.items():
+        assert code == 0, f"{name}: {out[-3000:]}"
+        assert_all_gone(session)
+    (_, plain_out, plain, plain_dir), (_, secure_out, secure, secure_dir) = runs["insecure"], runs["secure"]
+    assert "--insecure: plaintext HTTP" in plain_out and "SuperLink (plaintext)" in plain_out
+    assert "TLS (own CA) and SuperNode authentication" in secure_out and "SuperLink (TLS)" in secure_out
+    superlink = dict(secure.supervisor.started)["superlink"].args
+    assert "--enable-supernode-auth" in superlink and "--insecure" not in superlink
+    assert all("--insecure" not in proc.args for name, proc in secure.supervisor.started if name.startswith("supernode"))
+    assert "--insecure" in dict(plain.supervisor.started)["superlink"].args
+    rows = [json.loads(x) for x in (secure_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    assert len(rows) == 2 and all("knn_top1" in r and r["bytes_received"] > 0 for r in rows)  # the SKB reached both devices
+    differences = {file: diff for file, diff in compare(plain_dir, secure_dir) if diff is not None}
+    assert differences == {}

@@ -12,6 +12,7 @@ import pytest
 
 from crlsc_fl import deploy, launch
 from crlsc_fl.launcher.cli import COMMANDS, build_parser, plan_run
+from crlsc_fl.launcher.keys import make_keys
 from crlsc_fl.launcher.modes import DEPLOYMENT, SIMULATION, Federation
 
 SCRIPT = Path(sys.executable).parent / "crlsc-fl"  # installed by `pip install -e .` into the venv
@@ -32,7 +33,7 @@ def synthetic_scenario(path: Path, devices: int = 3) -> Path:
 def test_help_lists_every_subcommand(tmp_path: Path) -> None:
     result = crlsc_fl("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for name in ("run", "deploy", "compare", "stage2"):
+    for name in ("run", "deploy", "compare", "stage2", "keys"):
         assert f"\n  {name} " in result.stdout, name
     assert "python -m crlsc_fl.launch" in result.stdout
 
@@ -46,7 +47,7 @@ def test_run_with_a_bad_scenario_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert not (tmp_path / ".flwr").exists()  # nothing started
 
 
-@pytest.mark.parametrize(("args", "message"), [((), "give a COMMAND, one of: run, deploy, compare, stage2"),
+@pytest.mark.parametrize(("args", "message"), [((), "give a COMMAND, one of: run, deploy, compare, stage2, keys"),
                                                (("launch",), "invalid choice: 'launch'")])
 def test_a_missing_or_unknown_command_exits_2_naming_the_choices(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     result = crlsc_fl(*args, cwd=tmp_path)
@@ -132,5 +133,34 @@ def test_deployment_plan_starts_supernodes_and_rounds_override_wins(tmp_path: Pa
     plan = plan_run(DEPLOYMENT, args)
     assert (plan.mode, plan.simulation, plan.supernodes, plan.connect_timeout) == ("deploy", False, 2, 7.0)
     assert plan.flwr_run_args == [] and plan.cfg.scenario.rounds == 1
+    assert plan.security is not None and not plan.security.insecure and plan.security.keys is None  # fresh keys per run
     assert "note: 2 SuperNodes but devices.num-devices=3 in the scenario" in capsys.readouterr().err
     shutil.rmtree(plan.tmp)
+
+
+def test_deploy_tls_plan_checks_the_given_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_keys(tmp_path / "keys", 3)
+    scenario = synthetic_scenario(tmp_path / "s.toml", devices=3)
+    plan = plan_run(DEPLOYMENT, build_parser(DEPLOYMENT, "t").parse_args([str(scenario), "--keys", "keys"]))
+    assert plan.security is not None and plan.security.keys is not None
+    assert plan.security.keys.directory == (tmp_path / "keys").resolve() and len(plan.security.keys.nodes) == 3
+    shutil.rmtree(plan.tmp)
+
+
+def test_deploy_tls_bad_keys_exit_2_before_starting_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_keys(tmp_path / "keys", 2)
+    scenario = synthetic_scenario(tmp_path / "s.toml", devices=3)
+    assert deploy.main([str(scenario), "--keys", str(tmp_path / "keys"), "--app", str(tmp_path)]) == 2
+    assert f"error: SuperNode 2 private key {tmp_path.resolve()}/keys/node-2.key: no such file" in capsys.readouterr().err
+    (tmp_path / "keys" / "server.key").chmod(0o644)
+    assert deploy.main([str(scenario), "--supernodes", "2", "--keys", str(tmp_path / "keys"), "--app", str(tmp_path)]) == 2
+    assert "server.key: readable or writable by other users (mode 0644)" in capsys.readouterr().err
+    assert not (tmp_path / ".flwr").exists()
+
+
+def test_deploy_tls_insecure_and_keys_exclude_each_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = synthetic_scenario(tmp_path / "s.toml")
+    with pytest.raises(SystemExit) as exit_:
+        deploy.main([str(scenario), "--insecure", "--keys", str(tmp_path), "--app", str(tmp_path)])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
