@@ -4,6 +4,10 @@ Random resized crop + horizontal flip (one affine ``grid_sample``), colour jitte
 (brightness, contrast, saturation, hue; applied with probability ``jitter_p``), random
 grayscale and Gaussian blur, all vectorised over the batch: per-sample parameters are
 drawn as tensors, so there is no per-image Python or PIL work on the CPU.
+
+The images may be on any device; the parameters are always drawn from the (CPU) generator
+and then moved to the images' device, so one seed gives the same views on the CPU and on a
+GPU (up to the GPU's arithmetic). On the CPU the moves are no-ops.
 """
 
 from __future__ import annotations
@@ -70,32 +74,34 @@ class SimCLRAugment:
         flip = torch.where(torch.rand(b, generator=g) < c.flip_p, -1.0, 1.0)
         # affine_grid's sampling grid for theta = [[w * flip, 0, cx], [0, h, cy]], built by
         # broadcasting instead of its batched matmul over every pixel (the same grid, cheaper)
-        base = (torch.arange(c.size, dtype=torch.float32) * 2 + 1) / c.size - 1  # pixel centres in [-1, 1]
-        grid_x = (w * flip).view(b, 1, 1) * base.view(1, 1, -1) + cx.view(b, 1, 1)
-        grid_y = h.view(b, 1, 1) * base.view(1, -1, 1) + cy.view(b, 1, 1)
+        device = x.device
+        base = ((torch.arange(c.size, dtype=torch.float32) * 2 + 1) / c.size - 1).to(device)  # pixel centres in [-1, 1]
+        grid_x = (w * flip).to(device).view(b, 1, 1) * base.view(1, 1, -1) + cx.to(device).view(b, 1, 1)
+        grid_y = h.to(device).view(b, 1, 1) * base.view(1, -1, 1) + cy.to(device).view(b, 1, 1)
         grid = torch.stack(torch.broadcast_tensors(grid_x, grid_y), dim=-1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     def color_jitter(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        c, b = self.config, x.shape[0]
+        c, b, device = self.config, x.shape[0], x.device
         view = (b, 1, 1, 1)
-        jittered = x * self._uniform(b, 1 - c.brightness, 1 + c.brightness, g).view(view)
-        mean = (jittered * _GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-        jittered = (jittered - mean) * self._uniform(b, 1 - c.contrast, 1 + c.contrast, g).view(view) + mean
-        gray = (jittered * _GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True)
-        jittered = (jittered - gray) * self._uniform(b, 1 - c.saturation, 1 + c.saturation, g).view(view) + gray
+        weights = _GRAY.to(device).view(1, 3, 1, 1)
+        jittered = x * self._uniform(b, 1 - c.brightness, 1 + c.brightness, g).view(view).to(device)
+        mean = (jittered * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+        jittered = (jittered - mean) * self._uniform(b, 1 - c.contrast, 1 + c.contrast, g).view(view).to(device) + mean
+        gray = (jittered * weights).sum(1, keepdim=True)
+        jittered = (jittered - gray) * self._uniform(b, 1 - c.saturation, 1 + c.saturation, g).view(view).to(device) + gray
         angle = self._uniform(b, -c.hue, c.hue, g) * 2 * math.pi
         cos, sin = torch.cos(angle), torch.sin(angle)
         rotation = torch.zeros(b, 3, 3)
         rotation[:, 0, 0] = 1.0
         rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-        transform = _YIQ2RGB @ rotation @ _RGB2YIQ  # (b, 3, 3)
+        transform = (_YIQ2RGB @ rotation @ _RGB2YIQ).to(device)  # (b, 3, 3)
         jittered = torch.einsum("bij,bjhw->bihw", transform, jittered.clamp(0, 1))
-        return torch.where(self._coin(b, c.jitter_p, g), jittered.clamp(0, 1), x)
+        return torch.where(self._coin(b, c.jitter_p, g).to(device), jittered.clamp(0, 1), x)
 
     def grayscale(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        gray = (x * _GRAY.view(1, 3, 1, 1)).sum(1, keepdim=True)
-        return torch.where(self._coin(x.shape[0], self.config.gray_p, g), gray, x)
+        gray = (x * _GRAY.to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        return torch.where(self._coin(x.shape[0], self.config.gray_p, g).to(x.device), gray, x)
 
     def blur(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         c = self.config
@@ -105,10 +111,10 @@ class SimCLRAugment:
         offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
         sigma = self._uniform(b, *c.blur_sigma, g)
         kernel = torch.exp(-(offsets.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
-        kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # (b*ch, k)
+        kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(ch, 0).to(x.device)  # (b*ch, k)
         flat = x.reshape(1, b * ch, height, width)
         flat = F.pad(flat, (radius, radius, radius, radius), mode="reflect")
         flat = F.conv2d(flat, kernel.view(b * ch, 1, 1, -1), groups=b * ch)
         flat = F.conv2d(flat, kernel.view(b * ch, 1, -1, 1), groups=b * ch)
         blurred = flat.view(b, ch, height, width)
-        return torch.where(self._coin(b, c.blur_p, g), blurred, x)
+        return torch.where(self._coin(b, c.blur_p, g).to(x.device), blurred, x)

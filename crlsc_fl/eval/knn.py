@@ -29,8 +29,10 @@ def knn_predict(
     query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int, k: int = 200, temperature: float = 0.1,
     chunk: int = 1024,
 ) -> torch.Tensor:
-    """Class scores (Q, num_classes) for each query by similarity-weighted kNN voting."""
+    """Class scores (Q, num_classes) for each query by similarity-weighted kNN voting, on
+    the features' device (the labels follow them there)."""
     query, bank = F.normalize(query, dim=1), F.normalize(bank, dim=1)
+    bank_labels = bank_labels.to(bank.device)
     k = min(k, len(bank))
     out = []
     for start in range(0, len(query), chunk):
@@ -44,6 +46,7 @@ def knn_predict(
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """{"top1": .., "top5": ..} in percent; k is capped at the number of classes."""
     ranked = scores.argsort(dim=1, descending=True)
+    labels = labels.to(scores.device)
     return {
         f"top{k}": float((ranked[:, : min(k, scores.shape[1])] == labels.view(-1, 1)).any(1).float().mean() * 100)
         for k in ks

@@ -13,14 +13,15 @@ def fit_classifier(
     head: nn.Module, features: torch.Tensor, labels: torch.Tensor, epochs: int = 100, lr: float = 1e-3,
     batch_size: int = 1024, weight_decay: float = 1e-5, seed: int = 0,
 ) -> nn.Module:
-    """Train ``head`` on (N, F) features with cross-entropy, mini-batch Adam, cosine lr."""
+    """Train ``head`` on (N, F) features with cross-entropy, mini-batch Adam, cosine lr; the
+    head, features and labels share a device (the batch order is drawn on the CPU)."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, -(-len(features) // batch_size))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     head.train()
     for _ in range(epochs):
-        order = torch.randperm(len(features), generator=generator)
+        order = torch.randperm(len(features), generator=generator).to(features.device)
         for start in range(0, len(features), batch_size):
             idx = order[start : start + batch_size]
             if len(idx) < 2:
@@ -47,6 +48,6 @@ def linear_probe_accuracy(
     """Top-1/top-5 (%) of a linear classifier trained on standardised frozen features."""
     train_x, test_x = standardize(train_x, test_x)
     torch.manual_seed(seed)
-    head = fit_classifier(nn.Linear(train_x.shape[1], num_classes), train_x, train_y, epochs=epochs, seed=seed)
+    head = fit_classifier(nn.Linear(train_x.shape[1], num_classes).to(train_x.device), train_x, train_y, epochs=epochs, seed=seed)
     with torch.no_grad():
         return topk_accuracy(head(test_x), test_y)

@@ -5,6 +5,10 @@ given, or starting from averaged weights for the ``fedavg`` baseline), evaluate 
 on frozen features (:func:`evaluate_encoder`), optionally build its PKB, save the state.
 The ClientApp (:mod:`crlsc_fl.flower.client`) wraps this in Flower messages; ``benchmarks/federation_overhead.py`` calls
 it in a plain loop.
+
+The round computes on ``devices.accelerator`` (:mod:`crlsc_fl.accelerator`). The encoder is
+always initialised on the CPU (the same seeded weights on any device) and then moved; its
+stored state and the weights it returns are CPU tensors.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from crlsc_fl.accelerator import resolve_device
 from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.eval.features import encode_images
 from crlsc_fl.eval.knn import knn_accuracy
@@ -105,8 +110,9 @@ def run_device_round(
     incoming_kbs = incoming_kbs or {}
 
     train = cfg.train.for_device(device, cfg.scenario.seed, cfg.scenario.rounds)
+    accelerator = resolve_device(cfg.devices.accelerator)
     torch.manual_seed(train.seed)  # the same initial weights in any process, also on resume
-    encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem, width=spec.width)
+    encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem, width=spec.width)  # on the CPU
     kbs = [store.knowledge_base(key, incoming_kbs.get(key), dim=task.dim) for key in task.kb_keys]
     kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
     options: dict[str, object] = {"fusion": cfg.fusion} if task.method in kb_method_names() else {}
@@ -119,7 +125,7 @@ def run_device_round(
                 raise ValueError(f"device {device}: peers' anchor-keyed PKBs arrived without the anchor set they key")
             options["peer_anchors"] = [store.peer_anchor_keys(key, incoming_kbs.get(key), anchors) for key in task.peer_anchor_keys]
             options["mentor_keys"] = False
-    method = build_method(task.method, encoder, train, kb=kb, **options)  # type: ignore[arg-type]
+    method = build_method(task.method, encoder, train, kb=kb, device=accelerator, **options)  # type: ignore[arg-type]
     batch = min(cfg.train.batch_size, len(images))
     previous = store.load_training(task.state_round)
     if previous is not None:
@@ -164,4 +170,5 @@ def run_device_round(
         # the whole round on the device (state, training, evaluation, PKB, save): the run's CPU use
         "device_seconds": time.perf_counter() - start,
     }
-    return RoundOutcome(metrics, pkb_blob, encoder.state_dict() if task.return_weights else None, placement())
+    weights_out = {name: tensor.cpu() for name, tensor in encoder.state_dict().items()} if task.return_weights else None
+    return RoundOutcome(metrics, pkb_blob, weights_out, placement())

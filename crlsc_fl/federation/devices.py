@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
+from crlsc_fl.accelerator import Accelerator
 from crlsc_fl.data import ImageDataset, Partition, load_dataset, partition_dataset
 from crlsc_fl.data.paths import data_dir_named
 from crlsc_fl.models.encoders import ENCODERS, STEMS
@@ -67,13 +68,21 @@ class DevicesConfig:
     architectures in proportions (``arch@width:fraction``), ResNet stem and compute
     profiles. ``width`` is the channel width multiplier of every ResNet without its own
     ``@width`` (1.0 = torchvision's; 0.25 trains ~12x faster on a CPU while ResNet-18/34/50
-    still differ in depth and capacity)."""
+    still differ in depth and capacity).
+
+    ``accelerator``: where every process computes (:mod:`crlsc_fl.accelerator`): ``cpu``
+    (bit-reproducible), ``cuda`` (fails early where CUDA is missing) or ``auto``.
+    ``gpus_per_device``: the share of one GPU that a simulated device's ClientApp asks Ray
+    for when the accelerator is CUDA (``client-resources-num-gpus``): 0.25 runs 4 devices
+    at a time per GPU (fewer if CPUs run out first)."""
 
     num_devices: Annotated[int, Field(ge=1, le=10000)] = 100
     architectures: ArchitectureMix = Field(default_factory=lambda: parse_architectures("resnet18:0.6,resnet34:0.3,resnet50:0.1"))
     stem: registered(lambda: STEMS) = "imagenet"  # type: ignore[valid-type]
     profiles: mixture(lambda: COMPUTE_PROFILES) = Field(default_factory=lambda: {"low": 0.3, "mid": 0.5, "high": 0.2})  # type: ignore[valid-type]
     width: Annotated[float, Field(gt=0, le=4)] = 1.0
+    accelerator: Accelerator = "cpu"
+    gpus_per_device: Annotated[float, Field(gt=0, le=1)] = 0.25
 
     def architecture_mix(self) -> dict[str, tuple[float, float]]:
         """{arch: (width, fraction)}, widths defaulting to ``width``."""

@@ -16,6 +16,7 @@ import numpy as np
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
+from crlsc_fl.accelerator import resolve_device
 from crlsc_fl.config import ScenarioConfig
 from crlsc_fl.federation.device_store import DeviceStore
 from crlsc_fl.federation.devices import federated_data, plan_devices, sample_devices
@@ -30,7 +31,8 @@ def stage2_devices(cfg: ScenarioConfig) -> list[int]:
 
 
 def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore) -> dict[str, float]:
-    """Client side: train this device's decoder on its frozen encoder; scalar metrics."""
+    """Client side: train this device's decoder on its frozen encoder (on
+    ``devices.accelerator``); scalar metrics."""
     from crlsc_fl.stage2 import train_device_decoder
 
     s = cfg.stage2
@@ -39,7 +41,7 @@ def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore)
     return train_device_decoder(
         store.encoder_file, train, held_out if len(held_out) else train,
         s.link_config(cfg.scenario.seed),
-        channel=s.channel, channel_params=s.channel_params(),
+        channel=s.channel, channel_params=s.channel_params(), device=resolve_device(cfg.devices.accelerator),
     )
 
 

@@ -23,6 +23,7 @@ from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
+from crlsc_fl.accelerator import release_cached_memory, resolve_device
 from crlsc_fl.config import ScenarioConfig, from_flat
 from crlsc_fl.federation.device_store import prune_previous_states, remove_topology_state, state_root
 from crlsc_fl.federation.devices import federated_data, plan_devices, sample_devices
@@ -93,11 +94,13 @@ def map_devices(grid: Grid, nodes: list[int], num_devices: int) -> dict[int, int
 def make_mentor(cfg: ScenarioConfig, run_dir: RunDirectory) -> Callable[[], MentorPayloads]:
     """A builder of the server's knowledge, run once on first use (the server model's
     features and the SKB are disk-cached by content as well); its report (vectors, bytes,
-    build time) goes to ``mentor.json``."""
+    build time) goes to ``mentor.json``. The server model runs on ``devices.accelerator``."""
 
     @lru_cache(maxsize=1)
     def mentor() -> MentorPayloads:
-        knowledge = build_mentor_knowledge(cfg.kb, federated_data(cfg).public_split(), seed=cfg.scenario.seed)
+        device = resolve_device(cfg.devices.accelerator)
+        knowledge = build_mentor_knowledge(cfg.kb, federated_data(cfg).public_split(), seed=cfg.scenario.seed, device=device)
+        release_cached_memory(device)  # the server model is gone; the devices share the GPU
         skb = knowledge.skb.to_bytes()
         anchors = knowledge.anchors.to_bytes() if knowledge.anchors is not None else None
         report = knowledge.report

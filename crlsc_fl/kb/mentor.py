@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, get_args
 
 import numpy as np
+import torch
 from pydantic import Field
 
 from crlsc_fl.data.datasets import ImageDataset
@@ -78,13 +79,13 @@ class MentorConfig(KBConfig):
         # depends on the config and is known only once loaded
         return self.dim or getattr(SERVER_MODELS.get(self.server_model), "dim", None)
 
-    def build_server(self) -> ServerEncoder:
-        """The server model S_e, loaded as configured."""
+    def build_server(self, device: str | torch.device = "cpu") -> ServerEncoder:
+        """The server model S_e, loaded as configured, running on ``device``."""
         if self.server_model == "open_clip":
-            return build_server_model("open_clip", model_name=self.open_clip_model, pretrained=self.pretrained or None)
+            return build_server_model("open_clip", model_name=self.open_clip_model, pretrained=self.pretrained or None, device=device)
         if self.server_model.startswith("efficientnet"):
-            return build_server_model(self.server_model, image_size=self.image_size)
-        return build_server_model(self.server_model)
+            return build_server_model(self.server_model, image_size=self.image_size, device=device)
+        return build_server_model(self.server_model, device=device)
 
 
 @dataclass
@@ -116,12 +117,15 @@ def _unit_gaussian(count: int, dim: int, rng: np.random.Generator) -> np.ndarray
 
 
 def build_mentor_knowledge(
-    config: MentorConfig, public: ImageDataset, server: ServerEncoder | None = None, seed: int = 0
+    config: MentorConfig, public: ImageDataset, server: ServerEncoder | None = None, seed: int = 0,
+    device: str | torch.device = "cpu",
 ) -> MentorKnowledge:
     """Build the SKB and anchor set of ``config.source`` from the ``public`` split.
 
     ``seed`` picks the anchors (stratified by label) and draws the random control's vectors.
     The SKB is cached on disk by content (:func:`crlsc_fl.kb.builders.cached_kb`).
+    ``device``: where the server model is loaded when ``server`` is not given (its features
+    are cached by model and content, not by device: a cache filled on one is used on both).
     """
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -132,7 +136,7 @@ def build_mentor_knowledge(
         anchor_keys = _unit_gaussian(len(anchor_ids), config.dim, rng)
         model, source = "random-gaussian", "random"
     else:
-        server = server or config.build_server()
+        server = server or config.build_server(device)
         model = server.identity
         if config.source == "image":
             features = server_features(server, "image", np.asarray(public.images))

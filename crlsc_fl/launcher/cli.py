@@ -89,7 +89,7 @@ def plan_run(federation: Federation, args: argparse.Namespace) -> RunPlan:
         shutil.rmtree(resume_tmp, ignore_errors=True)
     try:
         devices = federation.devices(args, cfg)
-        options = {**early, **federation.plan_options(args, devices)}
+        options = {**early, **federation.plan_options(args, devices, cfg)}
         plan = RunPlan(cfg, run_config, tmp, (args.app or checkout_root()).resolve(), federation.mode,
                        federation.simulation, timeout=args.timeout, env=env, **options)
         federation.check_plan(args, plan)

@@ -9,6 +9,11 @@ command-line flow in :mod:`crlsc_fl.launcher.cli`:
 * :data:`DEPLOYMENT` (``crlsc-fl deploy`` = ``python -m crlsc_fl.deploy``): a SuperLink and
   N real ``flower-supernode`` processes on loopback, over TLS with SuperNode authentication
   (``--keys DIR`` from ``crlsc-fl keys``, else fresh keys per run), or plaintext with ``--insecure``.
+
+Both resolve ``devices.accelerator`` before any process starts (:func:`uses_cuda`): ``"cuda"``
+on a machine without CUDA exits 2; a simulation on CUDA asks Ray for ``devices.gpus-per-device``
+of a GPU per ClientApp (``client-resources-num-gpus``). On a Ray cluster the launcher's machine
+need not have the GPUs: ``"cuda"`` asks for them and the cluster check counts the nodes' GPUs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,32 @@ from crlsc_fl.launcher.ray_cluster import check_address, check_cluster, requeste
 
 ROUNDS_KEY = "scenario.rounds"
 CLIENT_RESOURCES = {"client-resources-num-cpus": 1}  # one CPU per simulated device unless --federation-config says otherwise
+
+
+def uses_cuda(cfg: Any, on_cluster: bool = False) -> bool:
+    """Whether the devices compute on CUDA (``devices.accelerator``). Here, ``"cuda"`` without
+    CUDA raises ``ValueError`` naming the key (exit 2). On a Ray cluster (``on_cluster``) this
+    machine cannot tell what the nodes have: ``"cuda"`` is taken as asked (the cluster check
+    then needs GPUs on the nodes) and ``"auto"`` is refused."""
+    accelerator = cfg.devices.accelerator
+    if on_cluster:
+        if accelerator == "auto":
+            raise ValueError("devices.accelerator='auto' on a Ray cluster: this machine cannot tell whether the nodes "
+                             "have GPUs; set 'cuda' (every device on a GPU share) or 'cpu'")
+        return bool(accelerator == "cuda")
+    from crlsc_fl.accelerator import resolve_device  # lazy: torch, only once a scenario is read
+
+    return resolve_device(accelerator).type == "cuda"
+
+
+def client_resources(cfg: Any, on_cluster: bool = False) -> dict[str, Any]:
+    """What each simulated device's ClientApp asks Ray for: one CPU and, on CUDA,
+    ``devices.gpus-per-device`` of a GPU (Ray then runs at most ``GPUs / gpus-per-device``
+    ClientApps at a time per node, and sets each one's ``CUDA_VISIBLE_DEVICES``)."""
+    resources: dict[str, Any] = dict(CLIENT_RESOURCES)
+    if uses_cuda(cfg, on_cluster):
+        resources["client-resources-num-gpus"] = cfg.devices.gpus_per_device
+    return resources
 
 
 class Federation(ABC):
@@ -62,8 +93,9 @@ class Federation(ABC):
         return n
 
     @abstractmethod
-    def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
-        """The :class:`~crlsc_fl.launcher.runner.RunPlan` fields this federation sets."""
+    def plan_options(self, args: argparse.Namespace, devices: int, cfg: Any) -> dict[str, Any]:
+        """The :class:`~crlsc_fl.launcher.runner.RunPlan` fields this federation sets (raises
+        ``ValueError`` for the user, e.g. ``devices.accelerator="cuda"`` without CUDA)."""
 
     def note(self, devices: int, cfg: Any) -> None:  # noqa: B027  (optional hook)
         """Print what the user may not expect about the chosen setup (nothing by default)."""
@@ -100,13 +132,14 @@ class Simulation(Federation):
         if plan.ray is None:
             return
         data = [plan.cfg.data.data_dir] if plan.cfg.data.data_dir and plan.cfg.data.dataset != "synthetic" else []
-        cluster, actors = check_cluster(plan.ray, federation_settings(CLIENT_RESOURCES, args.federation_config),
+        cluster, actors = check_cluster(plan.ray, federation_settings(client_resources(plan.cfg, on_cluster=True), args.federation_config),
                                         worker_env(plan.env), data)
         print(f"[crlsc] {cluster.describe()}: {actors} devices at a time; every node imports the ClientApp and sees "
               f"{', '.join([*data, 'the device-state root'])}", flush=True)
 
-    def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
-        defaults = {"num-supernodes": devices, **CLIENT_RESOURCES}
+    def plan_options(self, args: argparse.Namespace, devices: int, cfg: Any) -> dict[str, Any]:
+        on_cluster = requested_target(args.ray_address, os.environ) is not None
+        defaults = {"num-supernodes": devices, **client_resources(cfg, on_cluster)}
         return {"flwr_run_args": ["--federation-config", federation_config(defaults, args.federation_config)]}
 
 
@@ -134,8 +167,10 @@ class Deployment(Federation):
     def extra_overrides(self, args: argparse.Namespace) -> list[str]:
         return [f"{ROUNDS_KEY}={args.rounds}"] if args.rounds is not None else []
 
-    def plan_options(self, args: argparse.Namespace, devices: int) -> dict[str, Any]:
-        """Also checks ``--keys`` for ``devices`` SuperNodes (a bad file: ``ValueError``, exit 2, nothing started)."""
+    def plan_options(self, args: argparse.Namespace, devices: int, cfg: Any) -> dict[str, Any]:
+        """Also checks ``--keys`` for ``devices`` SuperNodes (a bad file: ``ValueError``, exit 2, nothing started)
+        and ``devices.accelerator`` (``"cuda"`` without CUDA: exit 2, not in every SuperNode)."""
+        uses_cuda(cfg)
         keys = load_credentials(absolute(str(args.keys), Path.cwd()), devices) if args.keys else None
         return {"supernodes": devices, "connect_timeout": args.connect_timeout,
                 "security": Security(insecure=args.insecure, keys=keys)}

@@ -14,6 +14,11 @@ owns how a step's forward work runs (measured in ``benchmarks/step_cost.py``):
 - ``precision``: ``bfloat16`` runs the forward pass under autocast (CPUs with AVX512-BF16 or
   AMX, GPUs from Ampere on); embeddings leave :meth:`embed` as float32, so losses, the
   retrieval of eq. 1-2 and the optimizer stay in float32.
+
+The method runs on ``device`` (default: where the encoder is; :mod:`crlsc_fl.accelerator`).
+The shard's uint8 pixels go to the device once per :meth:`fit` call; the random draws (batch
+order, augmentation parameters, noise) stay on the CPU generator, so a seed gives the same
+batches and views on any device. On the CPU nothing is copied.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from crlsc_fl.accelerator import check_precision, module_device
 from crlsc_fl.augment.simclr import AugmentConfig, SimCLRAugment
 from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.loss.dcl_loss import DCLLoss
@@ -85,9 +91,17 @@ class Stage1Method(nn.Module):
     name: str = "base"
     needs_kb: bool = False
 
-    def __init__(self, encoder: LocalEncoder, config: TrainConfig | None = None, kb: KnowledgeBase | None = None) -> None:
+    def __init__(
+        self, encoder: LocalEncoder, config: TrainConfig | None = None, kb: KnowledgeBase | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         self.config = config or TrainConfig()
+        # the encoder is moved (in place) to ``device``; None keeps it where it is
+        self.device = module_device(encoder) if device is None else torch.device(device)
+        check_precision(self.device, self.config.precision)
+        if device is not None:
+            encoder = encoder.to(self.device)
         # NHWC parameters; state dicts load into either layout, so stored states are unaffected
         self.encoder = encoder.to(memory_format=torch.channels_last) if self.config.channels_last else encoder
         self.loss_fn = DCLLoss(self.config.temperature)
@@ -151,7 +165,7 @@ class Stage1Method(nn.Module):
             raise ValueError(f"epochs={epochs} must be >= 0")
         if steps is not None and steps < 0:
             raise ValueError(f"steps={steps} must be >= 0")
-        pixels = torch.from_numpy(np.require(images, requirements=["C", "W"]))
+        pixels = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(self.device)  # uint8: 1/4 of the bytes
         count = len(pixels)
         if count < 2:
             raise ValueError(f"need at least 2 images to train, got {count}")
@@ -168,7 +182,7 @@ class Stage1Method(nn.Module):
         for step in range(total):
             position = step % steps_per_epoch
             if position == 0:
-                order = torch.randperm(count, generator=self.generator)
+                order = torch.randperm(count, generator=self.generator).to(self.device)
             start = time.perf_counter()
             x = pixels[order[position * batch : (position + 1) * batch]].permute(0, 3, 1, 2).float().div_(255)
             loss = self.training_loss(self.augment(x, self.generator), self.augment(x, self.generator))

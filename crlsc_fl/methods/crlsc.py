@@ -27,9 +27,10 @@ class CRLSCMethod(Stage1Method):
         config: TrainConfig | None = None,
         kb: KnowledgeBase | None = None,
         fusion: FusionConfig | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         self.fusion_config = fusion or FusionConfig()
-        super().__init__(encoder, config, kb)
+        super().__init__(encoder, config, kb, device)
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
         super().set_knowledge_base(kb)

@@ -101,8 +101,9 @@ class GroundedCRLSCMethod(CRLSCMethod):
         grounding: GroundingConfig | None = None,
         peer_anchors: Sequence[AnchorSet] = (),
         mentor_keys: bool = True,
+        device: torch.device | str | None = None,
     ) -> None:
-        super().__init__(encoder, config, kb, fusion or grounded_fusion(encoder.dim))
+        super().__init__(encoder, config, kb, fusion or grounded_fusion(encoder.dim), device)
         if kb is None:  # the base class sets no KB (and so no fusion) when none is given
             self.set_knowledge_base(None)
         self.grounding = grounding or GroundingConfig()
@@ -140,10 +141,11 @@ class GroundedCRLSCMethod(CRLSCMethod):
                 raise ValueError(f"{peer.source} is keyed by {len(peer)} anchors, the device holds {len(anchors)}")
             self._peer_targets.append(self._targets(peer))
 
-    @staticmethod
-    def _targets(anchors: AnchorSet) -> tuple[torch.Tensor, torch.Tensor]:
+    def _targets(self, anchors: AnchorSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unique keys, each anchor's key index), on the method's device (the pixels stay
+        on the CPU: each step sends only its picked anchors)."""
         unique, index = anchors.targets()
-        return torch.from_numpy(unique), torch.from_numpy(index)
+        return torch.from_numpy(unique).to(self.device), torch.from_numpy(index).to(self.device)
 
     def first_view(self, q: torch.Tensor) -> torch.Tensor:
         """q* from the KB (eq. 1-2), or q itself while the device holds no KB."""
@@ -154,7 +156,8 @@ class GroundedCRLSCMethod(CRLSCMethod):
             q, p = self.embed((view1,), (view2,))
             return self.loss_fn(self.first_view(q), p)
         picked = torch.randint(len(self._anchor_pixels), (self.grounding.anchor_batch,), generator=self.generator)
-        anchor_view = self.augment(images_to_tensor(self._anchor_pixels[picked.numpy()]), self.generator)
+        anchor_view = self.augment(images_to_tensor(self._anchor_pixels[picked.numpy()], self.device), self.generator)
+        picked = picked.to(self.device)
         # Queries and anchors share a forward pass (one BatchNorm batch, less overhead than two);
         # with one_pass the other view joins them.
         q, anchor_z, p = self.embed((view1, anchor_view), (view2,))

@@ -25,13 +25,14 @@ class NNCLRMethod(Stage1Method):
     name = "nnclr"
 
     def __init__(
-        self, encoder: LocalEncoder, config: TrainConfig | None = None, kb: KnowledgeBase | None = None, queue_size: int = 4096
+        self, encoder: LocalEncoder, config: TrainConfig | None = None, kb: KnowledgeBase | None = None, queue_size: int = 4096,
+        device: torch.device | str | None = None,
     ) -> None:
-        super().__init__(encoder, config, kb)
+        super().__init__(encoder, config, kb, device)
         if queue_size < 1:
             raise ValueError(f"queue_size={queue_size} must be >= 1")
         self.queue_size = queue_size
-        self.queue = torch.empty(0, encoder.dim)
+        self.queue = torch.empty(0, encoder.dim, device=self.device)
 
     def nearest_neighbour(self, z: torch.Tensor) -> torch.Tensor:
         if len(self.queue) < len(z):
@@ -46,8 +47,8 @@ class NNCLRMethod(Stage1Method):
         return loss
 
     def extra_state(self) -> dict[str, Any]:
-        return {"queue": self.queue}
+        return {"queue": self.queue.cpu()}  # stored state is device-free
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if "queue" in state:
-            self.queue = state["queue"]
+            self.queue = state["queue"].to(self.device)

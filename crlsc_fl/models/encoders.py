@@ -169,8 +169,9 @@ def half_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_encoder(encoder: LocalEncoder, path: str | os.PathLike[str], *, half: bool = False, **extra: object) -> None:
     """Save weights (as float16 if ``half``, see :func:`half_state_dict`) and the spec
-    needed to rebuild the encoder, atomically."""
-    state = encoder.state_dict()
+    needed to rebuild the encoder, atomically. The file holds CPU tensors wherever the
+    encoder is (the tensors of a CPU encoder are not copied)."""
+    state = {name: tensor.cpu() for name, tensor in encoder.state_dict().items()}
     tmp = f"{path}.tmp"
     torch.save({"spec": encoder.spec(), "state_dict": half_state_dict(state) if half else state, "extra": extra}, tmp)
     os.replace(tmp, path)

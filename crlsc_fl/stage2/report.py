@@ -13,7 +13,8 @@ SNR and BSC bit-error rate, low-light test). Writes to ``out``:
 - ``degradation-<encoder>.png``: the same images decoded at falling AWGN SNR;
 - ``summary.json``: every number above, the configuration and the figure paths.
 
-Encoders come from ``--encoder`` files or from ``<run-dir>/state/device-*/encoder.pt``;
+Everything runs on ``accelerator`` (``--accelerator``: ``cpu``, ``cuda`` or ``auto``; see
+:mod:`crlsc_fl.accelerator`). Encoders come from ``--encoder`` files or from ``<run-dir>/state/device-*/encoder.pt``;
 the topology comes from the ``topology`` field saved with ``save_encoder(..., topology=...)``,
 else the run directory's name, else ``"default"``.
 """
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crlsc_fl.accelerator import ACCELERATORS, module_device, resolve_device
 from crlsc_fl.data.datasets import DatasetNotFoundError, ImageDataset, load_dataset
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.stage2.channels import Channel, IdealChannel, build_channel
@@ -86,8 +88,11 @@ class ReportConfig:
     skip_probes: bool = False
     skip_link: bool = False
     seed: int = 0
+    accelerator: str = "cpu"  # where encoders, probes and links run: cpu, cuda or auto
 
     def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"--accelerator={self.accelerator!r} is not allowed; valid: {', '.join(ACCELERATORS)}")
         for name in ("train_samples", "test_samples", "grid_columns", "grid_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} out of range [1, inf)")
@@ -211,7 +216,8 @@ def run_probes(encoder: LocalEncoder, data: _Data, config: ReportConfig, log: Ca
         tx = cached_features(encoder, train.images, name, "train", config.probe_layer)
         vx = cached_features(encoder, test.images, name, "test", config.probe_layer)
         for probe in config.probes:
-            result = train_probe(probe, tx, train.labels, vx, test.labels, len(train.class_names), config.probe)
+            result = train_probe(probe, tx, train.labels, vx, test.labels, len(train.class_names), config.probe,
+                                 device=module_device(encoder))
             rows.append({"dataset": name, **dataclasses.asdict(result)})
             log(f"  probe {probe} on {name}: top-1 {100 * result.top1:.1f}%, top-5 {100 * result.top5:.1f}%")
     return rows
@@ -306,8 +312,9 @@ def make_report(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    device = resolve_device(config.accelerator, key="--accelerator")
     # Load every encoder first, so a wrong file fails before minutes of work.
-    encoders = {e.label: load_frozen_encoder(e.path, arch=config.arch, stem=config.stem) for e in entries}
+    encoders = {e.label: load_frozen_encoder(e.path, arch=config.arch, stem=config.stem, device=device) for e in entries}
     data = _Data()
     if not config.skip_link and data.get(config.dataset, config) is None:
         raise DatasetNotFoundError(data.missing[config.dataset])

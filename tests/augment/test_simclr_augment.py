@@ -57,3 +57,15 @@ def test_grayscale_always(batch: torch.Tensor) -> None:
     config = AugmentConfig(gray_p=1.0, jitter_p=0.0)
     view = SimCLRAugment(config)(batch, torch.Generator().manual_seed(0))
     assert torch.allclose(view[:, 0], view[:, 1], atol=1e-6) and torch.allclose(view[:, 1], view[:, 2], atol=1e-6)
+
+
+def test_accelerator_views_stay_on_the_images_device_with_the_cpu_generators_draws(batch: torch.Tensor) -> None:
+    """On another device (``meta``: placement without a GPU) every operand must follow the
+    images there, and the CPU generator must advance exactly as for CPU images, so a seed
+    gives the same parameters wherever the views are made."""
+    augment = SimCLRAugment()
+    on_cpu, elsewhere = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    expected = augment(batch, on_cpu)
+    view = augment(batch.to("meta"), elsewhere)
+    assert view.device.type == "meta" and view.shape == expected.shape and view.dtype == expected.dtype
+    assert torch.equal(on_cpu.get_state(), elsewhere.get_state())

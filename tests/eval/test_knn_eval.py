@@ -81,3 +81,27 @@ def test_encode_images_kinds() -> None:
     readonly = images.copy()
     readonly.flags.writeable = False
     assert torch.equal(images_to_tensor(readonly), tensor)
+
+
+def test_accelerator_knn_votes_where_the_features_are() -> None:
+    """Features from a device and labels on the CPU: the labels follow the features (``meta``
+    stands for a GPU); CPU features give the same scores as before."""
+    bank, query = torch.randn(7, 4), torch.randn(5, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    scores = knn_predict(query.to("meta"), bank.to("meta"), labels, 3, k=3)
+    assert scores.device.type == "meta" and scores.shape == (5, 3)
+    assert knn_predict(query, bank, labels, 3, k=3).device.type == "cpu"
+
+
+@pytest.mark.parametrize("kind", ["backbone", "projection"])
+def test_accelerator_encode_images_runs_batches_on_the_encoders_device_and_returns_cpu_features(kind: str) -> None:
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18", dim=8, hidden_dim=8, width=0.25)
+    features = encode_images(encoder, images, kind=kind, batch_size=2)
+    assert features.device.type == "cpu" and len(features) == 5
+    seen: list[tuple[str, torch.dtype, int]] = []
+    encoder.to("meta").backbone.conv1.register_forward_pre_hook(lambda _, args: seen.append((args[0].device.type, args[0].dtype, len(args[0]))))
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):  # the features' way back to the CPU
+        encode_images(encoder, images, kind=kind, batch_size=2)
+    assert seen == [("meta", torch.float32, 2), ("meta", torch.float32, 2), ("meta", torch.float32, 1)]

@@ -100,3 +100,26 @@ def test_anchor_keyed_pkbs_go_from_device_to_device(tmp_path: Path, knowledge: s
     task = RoundTask("p2p", 2, "crlsc-grounded", 16, state_round=0, anchor_key="anchors", peer_anchor_keys=("pkb-p2p-d0-r1",))
     second = run_device_round(cfg, 1, task, store, {"anchors": anchors.to_bytes(), "pkb-p2p-d0-r1": first.pkb})
     assert second.metrics["steps"] > 0 and (store.path / "kb" / "pkb-p2p-d0-r1.kb").exists()
+
+
+def test_accelerator_a_round_computes_on_the_resolved_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The round resolves ``devices.accelerator`` and trains there (``meta`` stands for a GPU:
+    the whole step runs, only the loss cannot be read back)."""
+    asked: list[str] = []
+
+    def resolve(accelerator: str) -> torch.device:
+        asked.append(accelerator)
+        return torch.device("meta")
+
+    monkeypatch.setattr(device_round, "resolve_device", resolve)
+    cfg = from_flat({**VALUES, "devices.accelerator": "auto"})
+    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta tensors"):
+        run_device_round(cfg, 0, RoundTask("local", 1, "dcl", 16), DeviceStore(tmp_path, "run", "local", 0))
+    assert asked == ["auto"]
+
+
+def test_accelerator_a_cuda_round_without_cuda_fails_naming_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = from_flat({**VALUES, "devices.accelerator": "cuda"})
+    with pytest.raises(ValueError, match=r"devices\.accelerator='cuda' but CUDA is not available"):
+        run_device_round(cfg, 0, RoundTask("local", 1, "dcl", 16), DeviceStore(tmp_path, "run", "local", 0))

@@ -138,3 +138,18 @@ def test_tiny_open_clip_image_and_text_skbs(public: ImageDataset, tiny_clip, pri
     assert image.skb.metadata.modality == "image" and image.skb.metadata.model == "open_clip:crlsc-tiny-test:random-init"
     text = build_mentor_knowledge(dataclasses.replace(config, source="text", class_names="cifar10", templates="paper"), public, tiny_clip)
     assert (text.skb.count, text.skb.dim) == (10, 64) and text.skb.metadata.modality == "text"
+
+
+@pytest.mark.parametrize("server_model", ["open_clip", "efficientnet-lite0"])
+def test_accelerator_the_server_model_runs_on_the_chosen_device(
+    public: ImageDataset, tiny_clip_name: str, private_cache: Path, server_model: str
+) -> None:
+    """``meta`` stands for a GPU: the model is loaded there, the images are resized and
+    normalised there, and the features are brought back to the CPU (which ``meta`` cannot:
+    no data), so nothing reaches the feature cache."""
+    config = _config("image", server_model, open_clip_model=tiny_clip_name, image_size=32)
+    assert {p.device.type for p in config.build_server("meta")._model.parameters()} == {"meta"}
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        build_mentor_knowledge(config, public, device="meta")
+    assert not list((private_cache / "server-features").glob("*.npy"))
+    assert {p.device.type for p in config.build_server()._model.parameters()} == {"cpu"}  # the default

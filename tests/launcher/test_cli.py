@@ -164,3 +164,49 @@ def test_deploy_tls_insecure_and_keys_exclude_each_other(tmp_path: Path, capsys:
     with pytest.raises(SystemExit) as exit_:
         deploy.main([str(scenario), "--insecure", "--keys", str(tmp_path), "--app", str(tmp_path)])
     assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "cuda_available", "extra", "expected"),
+    [
+        ("cpu", True, None, "num-supernodes=4 client-resources-num-cpus=1"),
+        ("auto", False, None, "num-supernodes=4 client-resources-num-cpus=1"),
+        ("auto", True, None, "num-supernodes=4 client-resources-num-cpus=1 client-resources-num-gpus=0.25"),
+        ("cuda", True, "devices.gpus-per-device=0.5", "num-supernodes=4 client-resources-num-cpus=1 client-resources-num-gpus=0.5"),
+    ],
+)
+def test_accelerator_cuda_asks_flower_for_a_gpu_fraction_per_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accelerator: str, cuda_available: bool, extra: str | None, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: cuda_available)
+    scenario = synthetic_scenario(tmp_path / "s.toml", devices=4)
+    sets = ["--set", f"devices.accelerator='{accelerator}'"] + (["--set", extra] if extra else [])
+    plan = plan_run(SIMULATION, build_parser(SIMULATION, "t").parse_args([str(scenario), *sets, "--app", str(tmp_path)]))
+    assert plan.flwr_run_args == ["--federation-config", expected]
+    assert plan.cfg.devices.accelerator == accelerator
+    shutil.rmtree(plan.tmp)
+
+
+def test_accelerator_federation_config_option_still_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    scenario = synthetic_scenario(tmp_path / "s.toml", devices=2)
+    argv = [str(scenario), "--set", "devices.accelerator='cuda'", "--federation-config", "client-resources-num-gpus=1",
+            "--app", str(tmp_path)]
+    plan = plan_run(SIMULATION, build_parser(SIMULATION, "t").parse_args(argv))
+    assert plan.flwr_run_args == ["--federation-config", "num-supernodes=2 client-resources-num-cpus=1 client-resources-num-gpus=1"]
+    shutil.rmtree(plan.tmp)
+
+
+@pytest.mark.parametrize("main", [launch.main, deploy.main])
+def test_accelerator_cuda_without_cuda_exits_2_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], main
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    scenario = synthetic_scenario(tmp_path / "s.toml")
+    assert main([str(scenario), "--set", "devices.accelerator='cuda'", "--app", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: devices.accelerator='cuda' but CUDA is not available: ") and "use 'auto' or 'cpu'" in err
+    assert not (tmp_path / ".flwr").exists()

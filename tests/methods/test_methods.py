@@ -247,3 +247,42 @@ def test_fit_by_steps_equals_fit_by_epochs(images: np.ndarray, kb: KnowledgeBase
 def test_bad_precision_names_the_choices() -> None:
     with pytest.raises(ConfigError, match=re.escape("train.precision='float16': Input should be 'float32' or 'bfloat16'")):
         build_component(TrainConfig, {"precision": "float16"}, "train")
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_accelerator_explicit_cpu_device_trains_exactly_as_the_default(name: str, images: np.ndarray, kb: KnowledgeBase) -> None:
+    default, explicit = _method(name, kb), _method(name, kb, device="cpu")
+    assert explicit.device == torch.device("cpu") and default.device == torch.device("cpu")
+    assert default.fit(images, steps=3).epoch_losses == explicit.fit(images, steps=3).epoch_losses
+    for key, value in default.encoder.state_dict().items():
+        assert torch.equal(value, explicit.encoder.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("name", ["dcl", "simclr", "nnclr", "crlsc-grounded"])
+def test_accelerator_a_training_step_runs_on_the_methods_device(name: str, images: np.ndarray) -> None:
+    """On ``meta`` (placement without a GPU) a whole step runs: batches, views, anchors,
+    loss, backward and Adam; it stops only where the loss is read back as a number. A tensor
+    left on the CPU would fail earlier, with a device mismatch. (``crlsc`` retrieves from
+    FAISS through host memory, which ``meta`` has no data for.)"""
+    method = _method(name, None, device="meta")  # type: ignore[arg-type]  (grounded: the anchor term only, no FAISS)
+    assert method.device == torch.device("meta")
+    with pytest.raises(RuntimeError, match=r"item\(\) cannot be called on meta tensors"):
+        method.fit(images, steps=1)
+    assert {p.device.type for p in method.encoder.parameters()} == {"meta"}
+    assert method.optimizer is not None and method.optimizer.state  # Adam stepped
+    assert {t.device.type for s in method.optimizer.state.values() for t in s.values() if t.dim()} == {"meta"}
+    if name == "nnclr":
+        assert method.queue.device.type == "meta" and len(method.queue) == 8
+    if name == "crlsc-grounded":
+        assert method._anchor_keys.device.type == method._anchor_targets.device.type == "meta"
+
+
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # meta weights hold no data
+def test_accelerator_nnclr_queue_is_stored_on_the_cpu_and_loaded_onto_the_device(images: np.ndarray, kb: KnowledgeBase) -> None:
+    trained = _method("nnclr", kb)
+    trained.fit(images, steps=1)
+    state = trained.training_state(with_optimizer=False)
+    assert state["extra"]["queue"].device.type == "cpu"
+    elsewhere = _method("nnclr", kb, device="meta")
+    elsewhere.load_training_state(state, steps_per_epoch=2, first_call_steps=2)
+    assert elsewhere.queue.device.type == "meta" and elsewhere.queue.shape == trained.queue.shape

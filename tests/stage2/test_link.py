@@ -196,3 +196,39 @@ def test_darken_is_the_documented_curve() -> None:
         darken(x, brightness=1.5)
     with pytest.raises(ValueError, match=r"gamma=0 out of range \(0, inf\)"):
         darken(x, gamma=0)
+
+
+def test_accelerator_link_is_built_on_its_device_and_leaves_the_callers_encoder(encoder, images) -> None:
+    """``meta`` stands for a GPU: the link's encoder copy, codebook and decoder go there, the
+    indices are computed there, the caller's encoder stays on the CPU."""
+    link = SemanticLink(encoder, TINY, 32, device="meta")
+    assert {p.device.type for p in link.parameters()} | {b.device.type for b in link.buffers()} == {"meta"}
+    assert {p.device.type for p in encoder.parameters()} == {"cpu"}
+    indices = link.encode(images[:5])
+    assert indices.device.type == "meta" and indices.shape == (5, 1, 2, 2)
+    assert {p.device.type for p in SemanticLink(encoder, TINY, 32).parameters()} == {"cpu"}  # default: the encoder's device
+
+
+@pytest.mark.parametrize(("kmeans_iterations", "stop"), [
+    (0, r"item\(\) cannot be called on meta tensors"),  # after a whole step: the loss read back as a number
+    (2, r"bincount: attempted to run this operator with Meta tensors"),  # k-means counts (no meta kernel)
+])
+def test_accelerator_decoder_training_runs_on_the_links_device(encoder, images, kmeans_iterations: int, stop: str) -> None:
+    """Features, codebook start, quantisation, decoder, losses and Adam run on ``meta`` (a
+    GPU's stand-in) up to the first operation that needs data."""
+    config = dataclasses.replace(TINY, epochs=1, kmeans_iterations=kmeans_iterations)
+    with pytest.raises(RuntimeError, match=stop):
+        train_decoder(encoder, images[:32], config, device="meta")
+
+
+def test_accelerator_device_decoder_on_an_explicit_cpu_equals_the_default(tmp_path, images) -> None:
+    torch.manual_seed(1)
+    path = tmp_path / "encoder.pt"
+    save_encoder(build_encoder("resnet18", dim=32, stem="imagenet", hidden_dim=32), path)
+    config = {"num-codes": 16, "base-width": 16, "min-width": 8, "epochs": 1, "batch-size": 16}
+    runs = [train_device_decoder(path, images[:32], images[32:48], config, channel="awgn", channel_params={"snr_db": 5.0},
+                                 device=device) for device in (None, "cpu")]
+    for run in runs:
+        run.pop("seconds")
+    assert runs[0] == runs[1]
+    assert {p.device.type for p in load_frozen_encoder(path, device="meta").parameters()} == {"meta"}

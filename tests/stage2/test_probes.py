@@ -88,3 +88,24 @@ def test_probe_on_encoder_features(encoder, labelled_images, kind: str) -> None:
     x = extract_features(encoder, images, "layer4")
     result = train_probe(kind, x[:64], labels[:64], x[64:], labels[64:], 10, ProbeConfig(epochs=30, batch_size=16, lr=1e-2))
     assert result.top1 > 0.5
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_accelerator_probe_trains_on_the_given_device(kind: str) -> None:
+    train_x, train_y = _blobs(100, 3, 8, seed=0)
+    test_x, test_y = _blobs(50, 3, 8, seed=1)
+    config = ProbeConfig(epochs=2, batch_size=32, hidden=16)
+    assert train_probe(kind, train_x, train_y, test_x, test_y, 3, config) == train_probe(
+        kind, train_x, train_y, test_x, test_y, 3, config, device="cpu")
+    # on meta (a GPU's stand-in) the probe trains; only reading the accuracy back needs data
+    with pytest.raises(RuntimeError, match=r"cannot be called on meta tensors"):
+        train_probe(kind, train_x, train_y, test_x, test_y, 3, config, device="meta")
+
+
+def test_accelerator_features_come_back_to_the_cpu() -> None:
+    torch.manual_seed(0)
+    encoder = build_encoder("resnet18", dim=8, hidden_dim=8, width=0.25).eval()
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    assert isinstance(extract_features(encoder, images), np.ndarray)
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):  # computed on meta, then moved
+        extract_features(encoder.to("meta"), images)
