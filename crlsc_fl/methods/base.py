@@ -191,8 +191,9 @@ class Stage1Method(nn.Module):
             self.optimizer.step()
             if self.scheduler.last_epoch < self.scheduler.T_max:
                 self.scheduler.step()
+            loss_value = loss.item()  # on a GPU this waits for the step, so step_seconds is its real time
             step_seconds.append(time.perf_counter() - start)
-            epoch_loss, epoch_steps = epoch_loss + loss.item(), epoch_steps + 1
+            epoch_loss, epoch_steps = epoch_loss + loss_value, epoch_steps + 1
             if epoch_steps == steps_per_epoch or step == total - 1:
                 losses.append(epoch_loss / epoch_steps)
                 epoch_loss, epoch_steps = 0.0, 0
