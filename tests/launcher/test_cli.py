@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl import deploy, launch
+from crlsc_fl.config import from_flat
 from crlsc_fl.launcher.cli import COMMANDS, build_parser, plan_run
 from crlsc_fl.launcher.keys import make_keys
 from crlsc_fl.launcher.modes import DEPLOYMENT, SIMULATION, Federation
@@ -210,3 +211,19 @@ def test_accelerator_cuda_without_cuda_exits_2_before_starting_anything(
     err = capsys.readouterr().err
     assert err.startswith("error: devices.accelerator='cuda' but CUDA is not available: ") and "use 'auto' or 'cpu'" in err
     assert not (tmp_path / ".flwr").exists()
+
+
+@pytest.mark.parametrize(("accelerator", "expected"), [("cuda", " client-resources-num-gpus=0.25"), ("cpu", "")])
+def test_accelerator_on_a_ray_cluster_the_nodes_gpus_count_not_this_machines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accelerator: str, expected: str
+) -> None:
+    """The launcher's machine need not hold the GPUs of a Ray cluster: 'cuda' is asked for
+    (the cluster check then counts the nodes' GPUs), 'auto' is refused as undecidable here."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    scenario = synthetic_scenario(tmp_path / "s.toml", devices=4)
+    args = build_parser(SIMULATION, "t").parse_args([str(scenario), "--ray-address", "10.0.0.1:6379"])
+    cfg = from_flat({"devices.accelerator": accelerator})
+    assert SIMULATION.plan_options(args, 4, cfg) == {
+        "flwr_run_args": ["--federation-config", f"num-supernodes=4 client-resources-num-cpus=1{expected}"]}
+    with pytest.raises(ValueError, match=r"devices\.accelerator='auto' on a Ray cluster: .*set 'cuda' .* or 'cpu'"):
+        SIMULATION.plan_options(args, 4, from_flat({"devices.accelerator": "auto"}))
