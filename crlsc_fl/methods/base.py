@@ -148,6 +148,33 @@ class Stage1Method(nn.Module):
             out.extend(z.float().split([len(v) for v in group]))
         return out
 
+    def _check_bfloat16_shapes(self, image_size: tuple[int, int]) -> None:
+        """Refuse a known-wrong CPU kernel before training: with bfloat16 autocast, oneDNN's
+        weight gradient of a strided convolution (kernel > 1) whose input map is 1x1 is garbage,
+        NaN or inf (measured with torch 2.14: 10 of 10 trials, either memory layout; 2x2 and larger
+        maps are right). 16 px images reach such a map in a ResNet's layer4 with the imagenet stem."""
+        if self.config.precision != "bfloat16" or self.device.type != "cpu":
+            return
+        one_by_one: list[str] = []
+        hooks = [module.register_forward_pre_hook(lambda m, args, name=name: one_by_one.append(name) if args[0].shape[-2:] == (1, 1) else None)
+                 for name, module in self.encoder.named_modules()
+                 if isinstance(module, nn.Conv2d) and max(module.stride) > 1 and max(module.kernel_size) > 1]
+        try:
+            was_training = self.encoder.training
+            with torch.no_grad():
+                self.encoder.eval()
+                self.encoder(torch.zeros(1, 3, *image_size, device=self.device))
+            self.encoder.train(was_training)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if one_by_one:
+            raise ValueError(
+                f"train.precision='bfloat16' on the CPU with {image_size[0]}x{image_size[1]} images: {one_by_one[0]} is a strided "
+                "convolution over a 1x1 map, whose bfloat16 weight gradient the CPU kernel gets wrong (NaN or garbage weights); "
+                "use larger images (32 px with the imagenet stem), the cifar stem, or train.precision='float32'"
+            )
+
     # -- the loop -----------------------------------------------------------------------
     def _ensure_optimizer(self, steps_per_epoch: int, first_call_steps: int) -> None:
         if self.optimizer is not None:
@@ -172,6 +199,7 @@ class Stage1Method(nn.Module):
         batch = min(self.config.batch_size, count)
         steps_per_epoch = count // batch
         total = steps if steps is not None else steps_per_epoch * epochs
+        self._check_bfloat16_shapes(tuple(pixels.shape[1:3]))
         self._ensure_optimizer(steps_per_epoch, total)
         assert self.optimizer is not None and self.scheduler is not None
         self.encoder.train()

@@ -195,6 +195,9 @@ LEVERS = [dict(one_pass=True), dict(channels_last=True), dict(precision="bfloat1
 @pytest.mark.parametrize("levers", LEVERS, ids=lambda d: "+".join(d))
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_method_trains_with_each_step_lever(name: str, levers: dict, images: np.ndarray, kb: KnowledgeBase) -> None:
+    if levers.get("precision") == "bfloat16":  # 32 px: 16 px is refused on the CPU (test_bfloat16_refuses_...)
+        images = make_synthetic_images(16, image_size=32, seed=0)[0]
+        levers = {**levers, "augment": AugmentConfig(size=32)}
     method = _method(name, kb, _config(**levers))
     result = method.fit(images, epochs=1)
     assert result.steps == 2 and np.isfinite(result.epoch_losses[0])
@@ -286,3 +289,20 @@ def test_accelerator_nnclr_queue_is_stored_on_the_cpu_and_loaded_onto_the_device
     elsewhere = _method("nnclr", kb, device="meta")
     elsewhere.load_training_state(state, steps_per_epoch=2, first_call_steps=2)
     assert elsewhere.queue.device.type == "meta" and elsewhere.queue.shape == trained.queue.shape
+
+
+@pytest.mark.parametrize(("size", "stem", "refused"), [(16, "imagenet", True), (32, "imagenet", False), (16, "cifar", False)])
+def test_bfloat16_refuses_the_known_wrong_cpu_kernel(size: int, stem: str, refused: bool, kb: KnowledgeBase) -> None:
+    """oneDNN's bf16 weight gradient of a strided 3x3 conv over a 1x1 map is garbage: 16 px
+    images with the imagenet stem reach one in layer4, 32 px images do not."""
+    images = make_synthetic_images(16, image_size=size, seed=0)[0]
+    torch.manual_seed(0)
+    method = build_method("dcl", build_encoder("resnet18", dim=DIM, hidden_dim=DIM, stem=stem),
+                          _config(precision="bfloat16", augment=AugmentConfig(size=size)))
+    if refused:
+        with pytest.raises(ValueError, match=r"train.precision='bfloat16' on the CPU with 16x16 images: backbone.layer4.0.conv1"):
+            method.fit(images, epochs=1)
+        assert method.optimizer is None  # refused before any step
+    else:
+        method.fit(images, epochs=1)
+        assert all(torch.isfinite(p).all() for p in method.encoder.parameters())
