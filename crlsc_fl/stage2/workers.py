@@ -9,7 +9,8 @@ pools can deadlock) and receive the task once, with its shared data, at start-up
 ``jobs = 1`` runs in this process, in order (no start-up cost; the simplest to debug).
 The task itself must record its result (stage 2 writes each encoder's file as soon as it is
 done), so that results of finished items survive a failure of another one: on the first
-failure, pending items are cancelled, running ones finish, and the error is raised.
+failure, pending items are cancelled, running ones finish, and the error is raised (the same
+on Ctrl-C when only this process gets it; from a terminal, the workers stop at once too).
 """
 
 from __future__ import annotations
@@ -70,17 +71,19 @@ def run_all(
     with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context, initializer=_start, initargs=(task, threads)) as pool:
         futures: dict[Future, int] = {pool.submit(_run, item): i for i, item in enumerate(items)}
         pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in sorted(done, key=futures.__getitem__):  # reported in item order within a batch
-                i = futures[future]
-                error = future.exception()
-                if error is not None:
-                    for other in pending:
-                        other.cancel()  # queued ones never start; running ones finish (and record themselves)
-                    wait(pending)
-                    raise ItemFailed(items[i], error) from error
-                results[i] = future.result()
-                if on_result is not None:
-                    on_result(items[i], results[i])
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in sorted(done, key=futures.__getitem__):  # reported in item order within a batch
+                    i = futures[future]
+                    error = future.exception()
+                    if error is not None:
+                        raise ItemFailed(items[i], error) from error
+                    results[i] = future.result()
+                    if on_result is not None:
+                        on_result(items[i], results[i])
+        except BaseException:  # a failure, or Ctrl-C / an error in on_result
+            for other in pending:
+                other.cancel()  # queued ones never start; running ones finish (and record themselves)
+            raise
     return [results[i] for i in range(len(items))]
