@@ -58,8 +58,8 @@ def table_metrics(
         for dataset in probe_datasets for probe in probes
     ]
     if link:
-        metrics.append(Metric("psnr/ideal", "PSNR ideal (dB)", "dB"))
-        metrics += [Metric(f"psnr/awgn/{snr:g}", f"PSNR AWGN {snr:g} dB (dB)", "dB") for snr in table_snr_db]
+        metrics.append(Metric("psnr/ideal", "ideal-channel PSNR (dB)", "dB"))
+        metrics += [Metric(f"psnr/awgn/{snr:g}", f"AWGN {snr:g} dB PSNR (dB)", "dB") for snr in table_snr_db]
         metrics.append(Metric("psnr/lowlight", "low-light PSNR (dB)", "dB"))
     return metrics
 
@@ -105,7 +105,7 @@ def check_pairing(records: Sequence[tuple[str, str, str]]) -> None:
 def paired_statistics(
     devices: Sequence[DeviceMetrics], metrics: Sequence[Metric], reference: str = REFERENCE_TOPOLOGY
 ) -> dict[str, Any]:
-    """Per topology (``reference`` first) and metric: ``describe`` of the values over its
+    """Per topology (``reference`` first, the others in the order of ``devices``) and metric: ``describe`` of the values over its
     devices, and, for the other topologies, ``minus_<reference>``: ``describe`` of the
     per-device differences to the reference (devices present in both; absent when none)."""
     by_topology: dict[str, dict[str, Mapping[str, float]]] = defaultdict(dict)
@@ -113,7 +113,7 @@ def paired_statistics(
     for d in devices:
         by_topology[d.topology][d.device] = d.values
         archs[d.device] = d.arch
-    order = sorted(by_topology, key=lambda t: (t != reference, t))
+    order = sorted(by_topology, key=lambda t: t != reference)  # the reference first, the others as given
     present = [m for m in metrics if any(m.key in values for per in by_topology.values() for values in per.values())]
     topologies: dict[str, Any] = {}
     for topology in order:

@@ -167,11 +167,18 @@ def run_encoder_files(run_dir: Path, state_dir: str | os.PathLike[str] | None = 
     config_file = run_dir / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} not found: is {run_dir} a run directory of crlsc_fl.launch?")
-    run_id = json.loads(config_file.read_text())["run_id"]
+    run_config = json.loads(config_file.read_text())
+    run_id = run_config["run_id"]
+    topologies = [t for t in str(run_config.get("scenario", {}).get("scenario.topologies", "")).split(",") if t]
     root = Path(state_dir).expanduser().resolve() if state_dir else state_root()
+
+    def run_order(file: Path) -> tuple[int, str, int]:  # the run's topology order, then device ids as numbers
+        topology = file.parent.parent.name
+        return (topologies.index(topology) if topology in topologies else len(topologies), topology, int(file.parent.name.split("-")[1]))
+
     files = sorted(
-        f for f in (root / str(run_id)).glob("*/device-*/encoder.pt")
-        if not device_ids or int(f.parent.name.split("-")[1]) in device_ids
+        (f for f in (root / str(run_id)).glob("*/device-*/encoder.pt") if not device_ids or int(f.parent.name.split("-")[1]) in device_ids),
+        key=run_order,
     )
     if not files:
         raise FileNotFoundError(

@@ -16,7 +16,7 @@ from crlsc_fl.stage2.paired import (
 )
 
 T975 = {2: 4.302653, 3: 3.182446, 4: 2.776445}  # Student-t 0.975 quantiles by degrees of freedom (tables)
-PSNR = Metric("psnr/ideal", "PSNR ideal (dB)", "dB")
+PSNR = Metric("psnr/ideal", "ideal-channel PSNR (dB)", "dB")
 TOP1 = Metric("cifar10/linear/top1", "linear top-1 cifar10 (%)", "%")
 
 # 5 devices whose own level differs a lot (shards, architectures); the topologies add known
@@ -34,7 +34,7 @@ def _devices() -> list[DeviceMetrics]:
 
 def test_paired_differences_and_t_intervals_of_a_constructed_case() -> None:
     paired = paired_statistics(_devices(), [TOP1, PSNR])
-    assert list(paired["topologies"]) == ["local", "fedavg", "p2p"]  # the reference first
+    assert list(paired["topologies"]) == ["local", "p2p", "fedavg"]  # the reference first, then as given
     p2p = paired["topologies"]["p2p"]["metrics"][PSNR.key]
     gains = np.array(list(GAIN["p2p"].values()))
     assert p2p["minus_local"]["mean"] == pytest.approx(2.0) and p2p["minus_local"]["n"] == 5
@@ -68,11 +68,11 @@ def test_without_the_reference_there_are_means_but_no_differences() -> None:
 def test_markdown_table_bold_when_the_interval_excludes_zero() -> None:
     table = paired_markdown(paired_statistics(_devices(), [TOP1, PSNR]))
     lines = table.splitlines()
-    assert lines[0] == "| topology | devices | linear top-1 cifar10 (%) | PSNR ideal (dB) |"
+    assert lines[0] == "| topology | devices | linear top-1 cifar10 (%) | ideal-channel PSNR (dB) |"
     assert lines[2] == "| `local` | 5 | 64.0 | 32.00 |"
-    assert lines[3].startswith("| `fedavg` | 4 | 57.5 (+0.0 ± 0.0) | 28.50 (-0.25 ± ")
-    assert "**" not in lines[3]  # fedavg's difference is within noise of 0
-    assert lines[4].startswith("| `p2p` | 5 | 64.0 (+0.0 ± 0.0) | 34.00 (**+2.00 ± ")
+    assert lines[3].startswith("| `p2p` | 5 | 64.0 (+0.0 ± 0.0) | 34.00 (**+2.00 ± ")
+    assert lines[4].startswith("| `fedavg` | 4 | 57.5 (+0.0 ± 0.0) | 28.50 (-0.25 ± ")
+    assert "**" not in lines[4]  # fedavg's difference is within noise of 0
     assert "Devices: 5 resnet18." in table
 
 

@@ -47,7 +47,7 @@ def _write_run(root, run_id: int, layout: dict[str, dict[int, str]]):
             save_encoder(build_encoder(arch, dim=16, hidden_dim=16), folder / "encoder.pt", topology=topology, device=device)
     run = root / "results" / str(run_id)
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"run_id": run_id}))
+    (run / "config.json").write_text(json.dumps({"run_id": run_id, "scenario": {"scenario.topologies": ",".join(layout)}}))
     return run, root / "state"
 
 
@@ -160,7 +160,7 @@ def test_paired_report_resumes_after_a_crash(paired_run, tmp_path, monkeypatch, 
         "synthetic/linear/top1", "synthetic/mlp/top1", "psnr/ideal", "psnr/awgn/-5", "psnr/awgn/0", "psnr/awgn/5", "psnr/lowlight"
     ]
     table = (out / "paired.md").read_text()
-    assert table.startswith("| topology | devices | linear top-1 synthetic (%) | MLP top-1 synthetic (%) | PSNR ideal (dB) |")
+    assert table.startswith("| topology | devices | linear top-1 synthetic (%) | MLP top-1 synthetic (%) | ideal-channel PSNR (dB) |")
     assert "| `local` | 3 |" in table and "| `p2p` | 3 |" in table and " ± " in table
     assert (out / "paired_differences.png").stat().st_size > 0
     assert {p.name for p in out.glob("reconstruction-*.png")} == {"reconstruction-local-device-0.png", "reconstruction-p2p-device-0.png"}
@@ -193,6 +193,13 @@ def test_stored_results_are_keyed_by_settings_and_encoder_file(tmp_path) -> None
     assert other_settings.finished("a", other_settings.key(encoder), False)[1] == "done with other settings or another encoder file"
     save_encoder(build_encoder("resnet18", dim=16, hidden_dim=16), encoder)  # retrained: other weights
     assert store.key(encoder) != key
+
+
+def test_encoders_in_the_runs_topology_order_and_by_device_number(tmp_path) -> None:
+    run, state = _write_run(tmp_path, 13, {"p2p": {10: "resnet18", 2: "resnet18"}, "local": {10: "resnet18", 2: "resnet18"}})
+    entries = discover_encoders(run_dirs=[run], state_dir=state)
+    assert [e.label for e in entries] == ["p2p-device-2", "p2p-device-10", "local-device-2", "local-device-10"]
+    assert {e.arch for e in entries} == {"resnet18"}
 
 
 @pytest.mark.parametrize(
