@@ -2,9 +2,11 @@
 
 Examples::
 
-    python -m crlsc_fl.stage2 --run-dir runs/ring --out results/stage2
+    crlsc-fl stage2 --run-dir results/main/<run id> --out results/stage2-main --jobs 2
     python -m crlsc_fl.stage2 --encoder a.pt --encoder b.pt --out /tmp/s2 --train-samples 1000
-    crlsc-fl stage2 --run-dir runs/ring --out results/stage2
+
+Re-running a command on the same --out continues: encoders already finished there
+(<out>/encoders/<label>.json, same settings and encoder files) are not evaluated again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from crlsc_fl.accelerator import ACCELERATORS
 from crlsc_fl.data.datasets import DatasetNotFoundError
 from crlsc_fl.stage2.link import LinkConfig
 from crlsc_fl.stage2.probes import ProbeConfig
-from crlsc_fl.stage2.report import DEFAULT_BER, DEFAULT_SNR_DB, ReportConfig, discover_encoders, make_report
+from crlsc_fl.stage2.report import DEFAULT_BER, DEFAULT_SNR_DB, DEFAULT_TABLE_SNR_DB, ReportConfig, discover_encoders, make_report
 
 T = TypeVar("T")
 
@@ -37,7 +39,8 @@ def _list_of(kind: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
 
 def build_parser(prog: str = "python -m crlsc_fl.stage2") -> argparse.ArgumentParser:
     """The command line of ``python -m crlsc_fl.stage2`` / ``crlsc-fl stage2``."""
-    defaults, link, probe = ReportConfig(), LinkConfig(), ProbeConfig()
+    defaults = ReportConfig()
+    link, probe = defaults.link, defaults.probe
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("encoders (at least one)")
     src.add_argument("--encoder", action="append", default=[], metavar="PATH", help="encoder file from save_encoder (repeatable)")
@@ -66,12 +69,19 @@ def build_parser(prog: str = "python -m crlsc_fl.stage2") -> argparse.ArgumentPa
     p.add_argument("--snr-db", type=_list_of(float), default=DEFAULT_SNR_DB,
                    help="SNR sweep in dB, range [-20, 40]; write --snr-db=-10,0,10 when it starts with a minus")
     p.add_argument("--ber", type=_list_of(float), default=DEFAULT_BER, help="BSC bit-error-rate sweep, range [0, 0.5]")
+    p.add_argument("--table-snr-db", type=_list_of(float), default=DEFAULT_TABLE_SNR_DB,
+                   help="AWGN SNRs of the paired table (paired.md), swept besides --snr-db (default %(default)s); "
+                        "write --table-snr-db=-5,0 when it starts with a minus")
+    p.add_argument("--figure-devices", type=int, default=defaults.figure_devices,
+                   help="reconstruction / degradation figures for this many devices per topology (default %(default)s)")
     p.add_argument("--gamma", type=float, default=defaults.gamma, help="low-light gamma (default %(default)s)")
     p.add_argument("--brightness", type=float, default=defaults.brightness, help="low-light brightness (default %(default)s)")
     p.add_argument("--skip-probes", action="store_true")
     p.add_argument("--skip-link", action="store_true")
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s: shared machines)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, one encoder each at a time (default %(default)s; 2 on a 2-core machine)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (default %(default)s: shared machines)")
     p.add_argument("--accelerator", choices=ACCELERATORS, default=defaults.accelerator,
                    help="where encoders, probes and links run: cpu, cuda (fails without CUDA) or auto (default %(default)s)")
     return p
@@ -87,14 +97,15 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m crlsc_fl.s
             train_samples=args.train_samples, test_samples=args.test_samples, probe_layer=args.probe_layer,
             link=LinkConfig(layer=args.layer, num_codes=args.num_codes, code_groups=args.code_groups, epochs=args.epochs, seed=args.seed),
             probe=ProbeConfig(epochs=args.probe_epochs, seed=args.seed),
-            channels=args.channels, snr_db=args.snr_db, ber=args.ber, gamma=args.gamma, brightness=args.brightness,
+            channels=args.channels, snr_db=args.snr_db, ber=args.ber, table_snr_db=args.table_snr_db, figure_devices=args.figure_devices,
+            gamma=args.gamma, brightness=args.brightness,
             arch=args.arch, stem=args.stem, skip_probes=args.skip_probes, skip_link=args.skip_link, seed=args.seed,
             accelerator=args.accelerator,
         )
         entries = discover_encoders(args.encoder, args.run_dir, args.state_dir, args.device_ids)
         if args.threads > 0:
             torch.set_num_threads(args.threads)
-        make_report(entries, args.out, config)
+        make_report(entries, args.out, config, jobs=args.jobs, threads=torch.get_num_threads())
     except (ValueError, FileNotFoundError, DatasetNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

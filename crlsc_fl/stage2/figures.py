@@ -7,12 +7,16 @@
 - :func:`save_channel_curves`: PSNR and SSIM against SNR (AWGN, Rayleigh) and against
   bit-error rate (BSC), one line per group (topology or encoder) with a min-max band
   when the group holds several encoders, the ideal channel dashed.
+- :func:`save_paired_differences`: per metric, each topology's mean per-device difference
+  to the reference topology with its 95% interval as error bar.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -146,5 +150,40 @@ def save_channel_curves(
     axes[0][0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def save_paired_differences(path: str | os.PathLike[str], paired: Mapping[str, Any], title: str = "") -> None:
+    """One panel per metric of :func:`crlsc_fl.stage2.paired.paired_statistics`: for every
+    topology but the reference, the mean per-device difference to the reference with its 95%
+    interval (no bar for one device), and the zero line."""
+    reference, metrics = paired["reference"], paired["metrics"]
+    topologies = [t for t in paired["topologies"] if t != reference]
+    if not metrics or not topologies:
+        raise ValueError("nothing to plot: the paired statistics need metrics and a topology besides the reference")
+    columns = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.9 * rows), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, metric in enumerate(metrics):
+        ax = axes[i // columns][i % columns]
+        for x, topology in enumerate(topologies):
+            diff = paired["topologies"][topology]["metrics"].get(metric["key"], {}).get(f"minus_{reference}")
+            if diff is None:
+                continue
+            error = diff["ci95"] if diff["ci95"] is not None else 0.0
+            ax.errorbar(x, diff["mean"], yerr=error, fmt="o", capsize=4, color=colours[x % len(colours)])
+            ax.annotate(f"n={diff['n']}", (x, diff["mean"]), textcoords="offset points", xytext=(6, -3), fontsize=6)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(topologies)), topologies, rotation=30, fontsize=7)
+        ax.set_xlim(-0.5, len(topologies) - 0.5)
+        ax.set_title(metric["label"], fontsize=8)
+        ax.set_ylabel(f"minus {reference} ({'points' if metric['unit'] == '%' else metric['unit']})", fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    for j in range(len(metrics), rows * columns):
+        axes[j // columns][j % columns].axis("off")
+    if title:
+        fig.suptitle(f"{title} (95% t-intervals over devices)", fontsize=9)
     fig.tight_layout()
     _save(fig, path)

@@ -9,7 +9,7 @@ import numpy as np
 import psutil
 import pytest
 
-from crlsc_fl.federation.results import cpu_use, seconds_per_round, summarize
+from crlsc_fl.federation.results import cpu_use, describe, seconds_per_round, summarize
 
 
 def _row(device: int, round_: int, knn: float, arch: str = "resnet18", **extra: object) -> dict:
@@ -122,3 +122,15 @@ def test_run_cpu_use_counts_the_ray_clusters_cpus(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(results, "ray_cluster_cpus", lambda: cluster_cpus)
     assert results.RunReport(RunDirectory(tmp_path), "7", 7, start=0.0).write("running")["cpu_use"]["cores"] == cores
+
+
+def test_describe_normal_and_student_t_intervals() -> None:
+    values = [1.0, 2.0, 3.0, 4.0]
+    sem = np.std(values, ddof=1) / 2
+    assert describe(values)["ci95"] == pytest.approx(1.96 * sem)
+    assert describe(values, "t")["ci95"] == pytest.approx(3.182446 * sem, rel=1e-6)  # t(0.975, 3), from tables
+    assert describe([5.0], "t") == {"mean": 5.0, "std": 0.0, "ci95": None, "min": 5.0, "max": 5.0, "n": 1}
+    with pytest.raises(ValueError, match="interval='z' is not allowed; valid: normal, t"):
+        describe(values, "z")
+    with pytest.raises(ValueError, match="non-empty"):
+        describe([], "t")

@@ -80,6 +80,20 @@ def test_evaluate_link_metrics(images, trained) -> None:
     assert ideal["ratio_png"] == pytest.approx(16 / png) and ideal["ratio_jpeg"] == pytest.approx(16 / jpeg)
 
 
+@pytest.mark.parametrize("channel", [build_channel("bsc", ber=0.03), build_channel("awgn", snr_db=3.0), build_channel("ideal")])
+def test_evaluate_link_decodes_only_changed_images_to_the_same_result(images, trained, channel) -> None:
+    link, sent = trained.link, images[:48]
+    indices = link.encode(sent)
+    changed = int((link.transmit(indices, channel, 5)[0] != indices).flatten(1).any(1).sum())
+    assert changed == 0 if channel.describe()["channel"] == "ideal" else 0 < changed < len(sent)  # a mix of both cases
+    row = evaluate_link(link, sent, [channel], seed=5)[0]
+    every, errors = reconstruct(link, indices, channel, 5)  # every image decoded after the channel
+    reference = as_image_tensor(sent)
+    assert row["psnr"] == pytest.approx(float(psnr(every, reference).mean()), rel=1e-6)
+    assert row["ssim"] == pytest.approx(float(ssim(every, reference).mean()), rel=1e-6)
+    assert row["measured_ber"] == errors / (len(sent) * link.bits_per_image)
+
+
 def test_lowlight_through_the_link(images, trained) -> None:
     dark = darken(images[:32])
     normal_row = evaluate_link(trained.link, images[:32])[0]
