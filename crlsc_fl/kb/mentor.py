@@ -108,7 +108,9 @@ def server_features(server: ServerEncoder, modality: str, data: list[str] | np.n
     tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
     np.save(tmp, vectors)
     os.replace(tmp, path)
-    return vectors
+    # Hand on the array as a later run will load it: the PCA's SVD gave last-bit different
+    # components for the in-memory array than for the same values loaded from disk.
+    return np.load(path)
 
 
 def _unit_gaussian(count: int, dim: int, rng: np.random.Generator) -> np.ndarray:
