@@ -122,6 +122,17 @@ def measure(cfg: ScenarioConfig, arch: str, width: float, method_name: str, ment
             "augment_seconds": float(np.median(augment_times))}
 
 
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="scenarios/main.toml")
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     worst = max(rows, key=lambda r: r["ratio"])
     report = {
         "command": "python -m benchmarks.step_cost " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores, 1 torch thread",
+        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, 1 torch thread",
         "torch": torch.__version__,
         "scenario": args.scenario,
         "train": {"batch_size": config.batch_size, "one_pass": config.one_pass, "channels_last": config.channels_last,

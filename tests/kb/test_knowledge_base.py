@@ -210,3 +210,21 @@ def test_flat_accepts_any_size() -> None:
 def test_vectors_are_normalised(data) -> None:
     kb = KnowledgeBase.build(data[:50] * 10, KBConfig(index_type="flat"))
     assert np.allclose(np.linalg.norm(kb.decoded_vectors(), axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("index_type", "scanned"), [("pq", True), ("flat", True), ("ivfpq", False)])
+def test_exhaustive_indexes_are_scanned_with_faiss_neighbours(index_type: str, scanned: bool) -> None:
+    """Flat and PQ indexes are searched by one product with the decoded vectors; the
+    neighbours and scores must be FAISS's own."""
+    vectors = unit(clustered(3000, seed=3))
+    config = KBConfig(index_type=index_type, m=8, nbits=6, nlist=16, nprobe=4)
+    kb = KnowledgeBase.build(vectors, config)
+    assert kb._exhaustive() is scanned
+    queries = unit(clustered(40, seed=4))
+    scores, ids, values = kb.search(queries, 10)
+    faiss_scores, faiss_ids = kb.index.search(queries, 10)
+    # the same top-n scores; where ids differ they tie (vectors with identical PQ codes)
+    assert np.allclose(scores, faiss_scores, atol=1e-5)
+    assert np.allclose(np.einsum("bd,bnd->bn", queries, kb.decoded_vectors()[faiss_ids]), scores, atol=1e-5)
+    assert (ids == faiss_ids).mean() > 0.8
+    assert np.allclose(values, kb.decoded_vectors()[ids])
