@@ -12,7 +12,7 @@ from typing import Any
 from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.methods import crlsc, dcl, grounded, nnclr, simclr  # noqa: F401  (registers the methods)
 from crlsc_fl.methods.base import FitResult, Stage1Method, TrainConfig
-from crlsc_fl.methods.needs import PLAIN_METHOD, MethodInputs, Need, describe
+from crlsc_fl.methods.needs import PAPER_METHOD, PLAIN_METHOD, MethodInputs, Need, describe
 from crlsc_fl.methods.registry import METHODS
 from crlsc_fl.models.encoders import LocalEncoder
 
@@ -31,6 +31,6 @@ def methods_using(need: Need) -> list[str]:
 
 
 __all__ = [
-    "METHODS", "PLAIN_METHOD", "FitResult", "MethodInputs", "Need", "Stage1Method", "TrainConfig", "build_method", "describe",
+    "METHODS", "PAPER_METHOD", "PLAIN_METHOD", "FitResult", "MethodInputs", "Need", "Stage1Method", "TrainConfig", "build_method", "describe",
     "methods_using",
 ]

@@ -91,13 +91,13 @@ class Stage1Method(nn.Module):
 
     A subclass declares what it needs besides the encoder and the ``[train]`` settings
     (:mod:`crlsc_fl.methods.needs`): ``needs`` must be given, ``optional`` is used when given,
-    and ``table`` names the scenario table of its own options (``None``: it has none).
+    and ``settings_table`` names the scenario table of its own settings (``None``: it has none).
     :meth:`build` makes it from those pieces; the constructor stays the direct way in."""
 
     name: ClassVar[str] = "base"
     needs: ClassVar[frozenset[Need]] = frozenset()
     optional: ClassVar[frozenset[Need]] = frozenset()
-    table: ClassVar[str | None] = None
+    settings_table: ClassVar[str | None] = None
 
     @classmethod
     def uses(cls) -> frozenset[Need]:
@@ -106,19 +106,19 @@ class Stage1Method(nn.Module):
 
     @classmethod
     def build(
-        cls, encoder: LocalEncoder, config: TrainConfig, inputs: MethodInputs, options: object = None,
+        cls, encoder: LocalEncoder, config: TrainConfig, inputs: MethodInputs, settings: object = None,
         device: torch.device | str | None = None,
     ) -> Stage1Method:
         """The method from its declared inputs (checked against :attr:`needs` and
-        :attr:`optional`) and ``options``, the validated config of its own scenario table
-        (:attr:`table`)."""
+        :attr:`optional`) and ``settings``, the validated config of its own scenario table
+        (:attr:`settings_table`; ``None``: its defaults)."""
         inputs.check(cls.name, cls.needs, cls.optional)
-        return cls(encoder, config, device=device, **cls.options(inputs, options))
+        return cls(encoder, config, device=device, **cls.options(inputs, settings))
 
     @classmethod
-    def options(cls, inputs: MethodInputs, options: object) -> dict[str, Any]:
+    def options(cls, inputs: MethodInputs, settings: object) -> dict[str, Any]:
         """The constructor's keyword arguments from checked inputs and the method's own
-        table: none for a method that needs nothing."""
+        settings: none for a method that needs nothing."""
         return {}
 
     def __init__(

@@ -36,7 +36,7 @@ class CRLSCMethod(Stage1Method):
         super().__init__(encoder, config, kb, device)
 
     @classmethod
-    def options(cls, inputs: MethodInputs, options: object) -> dict[str, Any]:
+    def options(cls, inputs: MethodInputs, settings: object) -> dict[str, Any]:
         return {"kb": inputs.kb, "fusion": inputs.fusion}
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:

@@ -92,7 +92,7 @@ class GroundedCRLSCMethod(CRLSCMethod):
     name = "crlsc-grounded"
     needs = frozenset({Need.ANCHORS, Need.FUSION})
     optional = frozenset({Need.KB, Need.PEER_KEYS})  # no KB: the warm-up round; peers' keys: anchor-pkb
-    table = "grounding"
+    settings_table = "grounding"
 
     def __init__(
         self,
@@ -117,12 +117,13 @@ class GroundedCRLSCMethod(CRLSCMethod):
         self.set_anchors(anchors, peer_anchors, mentor_keys)
 
     @classmethod
-    def options(cls, inputs: MethodInputs, options: object) -> dict[str, Any]:
+    def options(cls, inputs: MethodInputs, settings: object) -> dict[str, Any]:
         """Peers' anchor keys, when given, are the device's whole grounding (``mentor_keys=False``:
         the form that carries a peer's knowledge, module docstring)."""
-        if options is not None and not isinstance(options, GroundingConfig):
-            raise TypeError(f"method {cls.name!r} takes its options from [{cls.table}] (GroundingConfig), got {type(options).__name__}")
-        return {"kb": inputs.kb, "fusion": inputs.fusion, "anchors": inputs.anchors, "grounding": options,
+        if settings is not None and not isinstance(settings, GroundingConfig):
+            raise TypeError(f"method {cls.name!r} takes its settings from [{cls.settings_table}] (GroundingConfig), "
+                            f"got {type(settings).__name__}")
+        return {"kb": inputs.kb, "fusion": inputs.fusion, "anchors": inputs.anchors, "grounding": settings,
                 "peer_anchors": inputs.peer_keys, "mentor_keys": not inputs.peer_keys}
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:

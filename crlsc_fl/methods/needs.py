@@ -31,6 +31,10 @@ PLAIN_METHOD = "dcl"
 topologies' devices, and a device whose KB method needs a KB before it holds one."""
 
 
+PAPER_METHOD = "crlsc"
+"""The paper's KB-guided method (sec. 3.1): the default ``train.kb-method`` of a federation."""
+
+
 class Need(StrEnum):
     """One input of a method (the field of :class:`MethodInputs` that carries it)."""
 

@@ -4,5 +4,6 @@
   composed; ``python -m crlsc_fl.scenario --write pyproject.toml`` writes the keys' defaults block),
 - ``run_config`` ([scenario]), ``devices`` ([devices]: which device runs which encoder on which
   shard, the device plan), ``local_training`` ([train]), ``topology_config`` ([topology]),
-  ``network`` ([network]), ``faults`` ([faults]: injected faults, decided from the seed).
+  ``network`` ([network]), ``faults`` ([faults]: injected faults, decided from the seed),
+- ``method_needs`` (does the scenario supply what ``train.kb-method`` declares it needs).
 """

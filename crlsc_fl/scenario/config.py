@@ -51,6 +51,7 @@ from crlsc_fl.models.modules.kb_fusion import FusionConfig
 from crlsc_fl.scenario.devices import DevicesConfig
 from crlsc_fl.scenario.faults import FaultsConfig
 from crlsc_fl.scenario.local_training import LocalTrainingConfig
+from crlsc_fl.scenario.method_needs import check_method_needs
 from crlsc_fl.scenario.network import NetworkConfig
 from crlsc_fl.scenario.run_config import RunConfig
 from crlsc_fl.scenario.topology_config import TopologyConfig
@@ -86,13 +87,7 @@ class ScenarioConfig:
                 self.kb.validate(dim, 2**self.kb.nbits)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-        if self.train.kb_method == "crlsc-grounded" and not self.kb.anchors:
-            raise ConfigError("train.kb-method='crlsc-grounded' needs anchors to ground the devices: set kb.anchors > 0")
-        if self.topology.peer_knowledge != "pkb" and self.train.kb_method != "crlsc-grounded":
-            raise ConfigError(
-                f"topology.peer-knowledge={self.topology.peer_knowledge!r} keys peers' knowledge by the anchors: "
-                f"it needs train.kb-method='crlsc-grounded' (got {self.train.kb_method!r}), or use 'pkb'"
-            )
+        check_method_needs(self.train.kb_method, self.kb, self.topology)
         if "p2p" in self.scenario.topologies:
             reason = impossible_graph(self.topology.graph, self.devices.num_devices, self.topology.degree)
             if reason:

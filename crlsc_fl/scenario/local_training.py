@@ -3,9 +3,9 @@
 :class:`LocalTrainingConfig` is the methods' :class:`TrainConfig` (batch size, lr, weight
 decay, temperature; paper sec. 4.1) plus what the federation adds: the epochs a device
 trains per round (``local_epochs``, or ``steps_per_round`` steps whatever the shard's
-size: equal compute for every device) and the method of the devices that are sent knowledge (the paper's
-``crlsc`` or ``crlsc-grounded``). A device's seed and schedule length come from the
-scenario (:meth:`for_device`).
+size: equal compute for every device) and the method of the devices that are sent knowledge (one
+of the registered methods that use a KB, :func:`kb_method_names`). A device's seed and schedule
+length come from the scenario (:meth:`for_device`).
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from typing import Annotated
 
 from pydantic import Field
 
-from crlsc_fl.methods import METHODS
+from crlsc_fl.methods import PAPER_METHOD, Need, methods_using
 from crlsc_fl.methods.base import BatchSize, TrainConfig
-from crlsc_fl.methods.crlsc import CRLSCMethod
 from crlsc_fl.validation import component, registered
 
 
 def kb_method_names() -> list[str]:
-    """The registered methods that learn from a knowledge base (the CRLSC family)."""
-    return [name for name in METHODS if issubclass(METHODS.get(name), CRLSCMethod)]  # type: ignore[arg-type]
+    """The registered methods that learn from a knowledge base (they use :attr:`Need.KB`)."""
+    return methods_using(Need.KB)
 
 
 @component
@@ -32,7 +31,7 @@ class LocalTrainingConfig(TrainConfig):
     local_epochs: Annotated[int, Field(ge=1)] = 1
     # steps per round whatever the shard's size (0: local_epochs epochs of the shard)
     steps_per_round: Annotated[int, Field(ge=0)] = 0
-    kb_method: registered(kb_method_names) = "crlsc"  # type: ignore[valid-type]
+    kb_method: registered(kb_method_names) = PAPER_METHOD  # type: ignore[valid-type]
 
     def for_device(self, device: int, seed: int, rounds: int) -> LocalTrainingConfig:
         """This device's settings: its own seed, the cosine schedule over all its rounds."""

@@ -5,8 +5,8 @@
 ``degree`` and ``rewire_p``, Erdos-Renyi with ``edge_p``), started from local training or
 the SKB (``p2p_warmup``). ``hybrid``: devices of the ``hybrid_mentors`` architectures
 mentor the others. ``peer_knowledge``: what a device returns for its peers, the paper's
-PKB for retrieval, its anchor-keyed PKB (grounding targets; needs ``crlsc-grounded``) or
-random keys of that shape (the control).
+PKB for retrieval, its anchor-keyed PKB (grounding targets; needs a ``train.kb-method``
+that takes peers' keys) or random keys of that shape (the control).
 """
 
 from __future__ import annotations

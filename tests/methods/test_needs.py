@@ -1,8 +1,11 @@
 """Every registered method's declared needs: :meth:`Stage1Method.build` gives a method
 exactly the inputs it declares, refuses a missing need and an input it does not use, each
-with a message naming the method and the input."""
+with a message naming the method and the input; a scenario that cannot supply what its
+``train.kb-method`` needs is refused, with the key and what is allowed."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from crlsc_fl.methods import METHODS, PLAIN_METHOD, MethodInputs, Need, TrainCon
 from crlsc_fl.methods.grounded import GroundingConfig
 from crlsc_fl.models.encoders import build_encoder
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
+from crlsc_fl.scenario.config import ConfigError, ScenarioConfig, from_flat
 
 DIM, SIZE = 16, 16
 CONFIG = TrainConfig(batch_size=8, lr=1e-3, seed=0, augment=AugmentConfig(size=SIZE))
@@ -51,6 +55,9 @@ def test_every_method_declares_what_it_needs(name: str) -> None:
     assert method.name == name
     assert all(isinstance(need, Need) for need in method.uses())
     assert not method.needs & method.optional, "a need is either required or optional"
+    if method.settings_table is not None:  # a scenario table, whose validated config the method takes
+        settings = ScenarioConfig().tables()[method.settings_table]
+        assert method.build(_encoder(), CONFIG, _inputs(method.needs), settings).name == name
 
 
 def test_the_plain_method_needs_nothing() -> None:
@@ -107,8 +114,36 @@ def test_peer_keys_replace_the_mentors_keys(name: str) -> None:
     assert built.fit(images, steps=2).epoch_losses == direct.fit(images, steps=2).epoch_losses
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS.names() if METHODS.get(n).table is not None])
-def test_a_methods_options_must_be_its_own_tables_config(name: str) -> None:
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if METHODS.get(n).settings_table is not None])
+def test_a_methods_settings_must_be_its_own_tables_config(name: str) -> None:
     method_class = METHODS.get(name)
-    with pytest.raises(TypeError, match=f"method '{name}' takes its options from \\[{method_class.table}\\]"):
+    with pytest.raises(TypeError, match=f"method '{name}' takes its settings from \\[{method_class.settings_table}\\]"):
         method_class.build(_encoder(), CONFIG, _inputs(method_class.needs), FusionConfig())
+
+
+KB_METHODS = methods_using(Need.KB)  # the values train.kb-method allows
+
+
+@pytest.mark.parametrize("name", KB_METHODS)
+def test_the_scenario_refuses_a_kb_method_that_needs_anchors_it_has_none_of(name: str) -> None:
+    without = {"train.kb-method": name, "kb.anchors": 0}
+    if Need.ANCHORS in METHODS.get(name).needs:
+        with pytest.raises(ConfigError, match=f"^{re.escape(f'train.kb-method={name!r} needs anchors to ground the devices: set kb.anchors > 0')}$"):
+            from_flat(without)
+    else:
+        assert from_flat(without).train.kb_method == name
+    assert from_flat({**without, "kb.anchors": 8}).kb.anchors == 8
+
+
+@pytest.mark.parametrize("knowledge", ["anchor-pkb", "random-anchor-pkb"])
+@pytest.mark.parametrize("name", KB_METHODS)
+def test_anchor_keyed_peer_knowledge_needs_a_kb_method_that_takes_peers_keys(name: str, knowledge: str) -> None:
+    values = {"train.kb-method": name, "kb.anchors": 8, "topology.peer-knowledge": knowledge}
+    if Need.PEER_KEYS in METHODS.get(name).uses():
+        assert from_flat(values).topology.peer_knowledge == knowledge
+        return
+    takers = " or ".join(repr(n) for n in KB_METHODS if Need.PEER_KEYS in METHODS.get(n).uses())
+    message = (f"topology.peer-knowledge={knowledge!r} keys peers' knowledge by the anchors: "
+               f"it needs train.kb-method={takers} (got {name!r}), or use 'pkb'")
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        from_flat(values)

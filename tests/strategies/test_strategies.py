@@ -9,6 +9,7 @@ from flwr.app import RecordDict
 
 from crlsc_fl.device.device_round import RoundOutcome
 from crlsc_fl.flower.codec import reply_content
+from crlsc_fl.methods import METHODS, PLAIN_METHOD, Need, methods_using
 from crlsc_fl.registry import UnknownNameError
 from crlsc_fl.scenario.faults import dropped_devices
 from crlsc_fl.scenario.topology_config import TopologyConfig
@@ -138,6 +139,24 @@ def test_grounded_hybrid_and_local(make_context) -> None:  # type: ignore[no-unt
         assert ("skb-test" in to_send) == (device in hybrid.mentors)
     local = STRATEGIES.get("local")(make_context(**GROUNDED))  # the no-transfer baseline stays plain DCL
     assert all(task.method == "dcl" and not to_send for _, task, to_send, _ in local.deliveries(1))
+
+
+@pytest.mark.parametrize("name", methods_using(Need.KB))
+def test_plans_follow_what_the_kb_method_needs(make_context, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The anchor set goes only to a method that uses anchors; before a device holds a KB
+    (p2p round 1) it trains with its KB method only if the KB is optional for it, else with
+    the plain method, sent nothing."""
+    method = METHODS.get(name)
+    anchors = {"anchors-test": ANCHOR_BLOB} if Need.ANCHORS in method.uses() else {}
+    mentored = STRATEGIES.get("cloud-edge")(make_context(**{"train.kb-method": name, "kb.anchors": 100}))
+    for _, task, to_send, _ in mentored.deliveries(1):
+        assert task.method == name and to_send == {"skb-test": SKB_BLOB, **anchors}
+    warmup = STRATEGIES.get("p2p")(make_context(**{"train.kb-method": name, "kb.anchors": 100}))
+    for _, task, to_send, _ in warmup.deliveries(1):
+        if Need.KB in method.needs:
+            assert task.method == PLAIN_METHOD and task.anchor_key == "" and to_send == {}
+        else:
+            assert task.method == name and task.kb_keys == () and to_send == anchors
 
 
 def test_p2p_skb_warmup(make_context) -> None:  # type: ignore[no-untyped-def]
