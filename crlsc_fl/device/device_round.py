@@ -1,10 +1,10 @@
 """One device's work in one round, free of Flower so a bare loop can run it too.
 
-Load the device's state, train locally with the task's method, built from the inputs the
-round carries that the method declares (:mod:`crlsc_fl.methods.needs`: the KBs it was given,
-the anchors, peers' anchor keys; or starting from averaged weights for the ``fedavg``
-baseline), evaluate with kNN
-on frozen features (:func:`evaluate_encoder`), optionally build its PKB, save the state.
+Load the device's state, train locally with the task's method, built from what the task
+carries (the KBs it was given, the anchors, peers' anchor keys), checked against what the
+method declares it needs (:mod:`crlsc_fl.methods.needs`), or starting from averaged weights
+for the ``fedavg`` baseline; evaluate with kNN on frozen features (:func:`evaluate_encoder`),
+optionally build its PKB, save the state.
 The ClientApp (:mod:`crlsc_fl.flower.client`) wraps this in Flower messages; ``benchmarks/federation_overhead.py`` calls
 it in a plain loop.
 
