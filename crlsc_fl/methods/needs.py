@@ -58,7 +58,8 @@ DESCRIPTIONS = {
 
 def describe(needs: Iterable[Need]) -> str:
     """``"a knowledge base and fusion settings"``, in the order of :class:`Need`."""
-    names = [need.description for need in Need if need in set(needs)]
+    chosen = set(needs)
+    names = [need.description for need in Need if need in chosen]
     return " and ".join(names) if names else "nothing"
 
 
@@ -73,7 +74,9 @@ class MethodInputs:
     peer_keys: tuple[AnchorSet, ...] = ()
 
     def given(self) -> frozenset[Need]:
-        return frozenset(need for need in Need if getattr(self, need.value) not in (None, ()))
+        present = {Need.KB: self.kb is not None, Need.ANCHORS: self.anchors is not None,
+                   Need.FUSION: self.fusion is not None, Need.PEER_KEYS: bool(self.peer_keys)}
+        return frozenset(need for need, there in present.items() if there)
 
     def check(self, method: str, needs: frozenset[Need], optional: frozenset[Need]) -> None:
         """Refuse inputs that do not match a method's declaration: a need not given, or an
