@@ -140,7 +140,7 @@ class KnowledgeTransferStrategy(Strategy):
         cfg = self.ctx.cfg
         scenario = cfg.to_flat()
         online = set(grid.get_node_ids())
-        self.absent = {d: "dropped" for d in dropped_devices(cfg, server_round)}
+        self.absent = {d: "dropped" for d in dropped_devices(cfg.faults, cfg.devices.num_devices, cfg.scenario.seed, server_round)}
         self.absent.update({d: "offline" for d, node in self.ctx.node_ids.items() if node not in online and d not in self.absent})
         corruptions = cfg.faults.corrupt_kb
         self.sent, self.corrupted, self.messages = {}, [], {}

@@ -99,7 +99,8 @@ def make_mentor(cfg: ScenarioConfig, run_dir: RunDirectory) -> Callable[[], Ment
     @lru_cache(maxsize=1)
     def mentor() -> MentorPayloads:
         device = resolve_device(cfg.devices.accelerator)
-        knowledge = build_mentor_knowledge(cfg.kb, federated_data(cfg).public_split(), seed=cfg.scenario.seed, device=device)
+        public = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed).public_split()
+        knowledge = build_mentor_knowledge(cfg.kb, public, seed=cfg.scenario.seed, device=device)
         release_cached_memory(device)  # the server model is gone; the devices share the GPU
         skb = knowledge.skb.to_bytes()
         anchors = knowledge.anchors.to_bytes() if knowledge.anchors is not None else None
@@ -145,7 +146,7 @@ def main(grid: Grid, context: Context) -> None:
     try:
         nodes = wait_for_nodes(grid, cfg.devices.num_devices)
         node_ids = map_devices(grid, nodes, cfg.devices.num_devices)
-        devices = plan_devices(cfg)
+        devices = plan_devices(cfg.devices, cfg.scenario.seed)
         ctx = FederationContext(cfg, devices, node_ids, device_dim(cfg), run_dir, make_mentor(cfg, run_dir), run_key)
         log(INFO, "[%s] %d devices mapped in %.1f s; topologies: %s", cfg.scenario.name, len(node_ids), time.time() - run_start,
             ", ".join(topologies))
@@ -175,7 +176,7 @@ def release_device_state(cfg: ScenarioConfig, run_key: str, topology: str, footp
     (measured first, for ``footprint.device_state_bytes``)."""
     footprint.sample_device_state()
     if not cfg.scenario.keep_device_state:
-        kept = sample_devices(plan_devices(cfg), cfg.scenario.keep_devices, cfg.scenario.seed)
+        kept = sample_devices(plan_devices(cfg.devices, cfg.scenario.seed), cfg.scenario.keep_devices, cfg.scenario.seed)
         freed = remove_topology_state(state_root(), run_key, topology, keep=kept)
         if freed:
             log(INFO, "[%s] %s: device state removed (%.1f MB)%s", cfg.scenario.name, topology, freed / 1e6,

@@ -26,7 +26,7 @@ from crlsc_fl.scenario.devices import plan_devices, sample_devices
 
 def stage2_devices(cfg: ScenarioConfig) -> list[int]:
     """The devices that train a decoder: the run's device sample (the same in every topology)."""
-    return sample_devices(plan_devices(cfg), cfg.stage2.devices, cfg.scenario.seed)
+    return sample_devices(plan_devices(cfg.devices, cfg.scenario.seed), cfg.stage2.devices, cfg.scenario.seed)
 
 
 def run_stage2(

@@ -199,7 +199,7 @@ def test_absent_devices_get_nothing_and_nothing_is_counted_for_them(make_context
     ctx = make_context(**{"faults.dropout": 0.3, "topology.degree": 2})
     strategy = STRATEGIES.get(topology)(ctx)
     for server_round in (1, 2, 3):
-        absent = dropped_devices(ctx.cfg, server_round)
+        absent = dropped_devices(ctx.cfg.faults, ctx.cfg.devices.num_devices, ctx.cfg.scenario.seed, server_round)
         assert 0 < len(absent) < 12
         before = len(strategy.delivery.ledger.transfers)
         present = {d: task for d, task, _, _ in strategy.deliveries(server_round, absent)}
