@@ -35,7 +35,7 @@ from crlsc_fl.outputs.run_dir import RunDirectory
 from crlsc_fl.scenario.config import ScenarioConfig, from_flat
 from crlsc_fl.scenario.devices import federated_data, plan_devices, sample_devices
 from strategies import STRATEGIES
-from strategies.base import FederationContext, MentorPayloads
+from strategies.context import FederationContext, MentorPayloads
 
 NODE_WAIT_SECONDS = 300.0
 # A federation whose node count has not grown for this long will not grow: plain `flwr run`

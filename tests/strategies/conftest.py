@@ -9,7 +9,7 @@ import pytest
 from crlsc_fl.outputs.run_dir import RunDirectory
 from crlsc_fl.scenario.config import from_flat
 from crlsc_fl.scenario.devices import plan_devices
-from strategies.base import FederationContext, MentorPayloads
+from strategies.context import FederationContext, MentorPayloads
 
 SKB_BLOB = b"S" * 1000
 ANCHOR_BLOB = b"A" * 3000
