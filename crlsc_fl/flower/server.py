@@ -30,7 +30,8 @@ from crlsc_fl.flower.grid import ProgressGrid
 from crlsc_fl.flower.stage2_phase import run_stage2
 from crlsc_fl.kb.mentor import build_mentor_knowledge
 from crlsc_fl.outputs.footprint import Footprint
-from crlsc_fl.outputs.results import RunReport, read_metrics, summarize
+from crlsc_fl.outputs.report import RunReport
+from crlsc_fl.outputs.results import read_metrics, summarize
 from crlsc_fl.outputs.run_dir import RunDirectory
 from crlsc_fl.scenario.config import ScenarioConfig, from_flat
 from crlsc_fl.scenario.devices import federated_data, plan_devices, sample_devices
