@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
+
+from crlsc_fl.eval.statistics import describe
 
 
 def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
@@ -37,32 +38,6 @@ def summarize_stage2(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "bits_per_image": float(good[0]["bits_per_image"]),
             }
     return out
-
-
-CI_INTERVALS = ("normal", "t")
-
-
-def describe(values: Sequence[float], interval: str = "normal") -> dict[str, Any]:
-    """Mean, population std, range, count and the half-width of a 95% confidence interval of
-    the mean over devices: ``interval="normal"`` 1.96 x sample std / sqrt(n) (0 for n = 1;
-    the federation's 100 devices), ``"t"`` Student's t quantile t(0.975, n - 1) instead of
-    1.96 (None for n = 1), which a handful of devices (stage 2's kept encoders) need: at
-    n = 10 it is 2.26, 15% wider than the normal approximation."""
-    if interval not in CI_INTERVALS:
-        raise ValueError(f"interval={interval!r} is not allowed; valid: {', '.join(CI_INTERVALS)}")
-    array = np.asarray(values, dtype=float)
-    if array.ndim != 1 or len(array) == 0:
-        raise ValueError(f"describe needs a non-empty list of numbers, got shape {array.shape}")
-    sem = float(array.std(ddof=1)) / float(np.sqrt(len(array))) if len(array) > 1 else 0.0
-    ci95: float | None
-    if interval == "normal":
-        ci95 = 1.96 * sem
-    else:
-        from scipy.stats import t  # only here: importing scipy costs a third of a second
-
-        ci95 = float(t.ppf(0.975, len(array) - 1)) * sem if len(array) > 1 else None
-    return {"mean": float(array.mean()), "std": float(array.std()), "ci95": ci95, "min": float(array.min()),
-            "max": float(array.max()), "n": int(len(array))}
 
 
 def _by_round(rows: list[dict[str, Any]], key: str = "knn_top1") -> dict[str, Any]:

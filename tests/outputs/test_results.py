@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crlsc_fl.outputs.results import cpu_use, describe, seconds_per_round, summarize
+from crlsc_fl.outputs.results import cpu_use, seconds_per_round, summarize
 
 
 def _row(device: int, round_: int, knn: float, arch: str = "resnet18", **extra: object) -> dict:
@@ -107,15 +107,3 @@ def test_cpu_use_is_device_seconds_over_wall_seconds_times_cores() -> None:
             {"topology": "p2p", "round": 1, "device": 2, "arch": "resnet18", "error": "boom"}]
     use = cpu_use(rows, wall_seconds=100.0, cores=2)
     assert use == {"device_seconds": 120.0, "wall_seconds": 100.0, "cores": 2.0, "fraction": pytest.approx(0.6)}
-
-
-def test_describe_normal_and_student_t_intervals() -> None:
-    values = [1.0, 2.0, 3.0, 4.0]
-    sem = np.std(values, ddof=1) / 2
-    assert describe(values)["ci95"] == pytest.approx(1.96 * sem)
-    assert describe(values, "t")["ci95"] == pytest.approx(3.182446 * sem, rel=1e-6)  # t(0.975, 3), from tables
-    assert describe([5.0], "t") == {"mean": 5.0, "std": 0.0, "ci95": None, "min": 5.0, "max": 5.0, "n": 1}
-    with pytest.raises(ValueError, match="interval='z' is not allowed; valid: normal, t"):
-        describe(values, "z")
-    with pytest.raises(ValueError, match="non-empty"):
-        describe([], "t")
