@@ -16,8 +16,9 @@ from functools import lru_cache
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from crlsc_fl.data.paths import state_root
 from crlsc_fl.device.device_round import run_device_round
-from crlsc_fl.device.device_store import DeviceStore, state_root
+from crlsc_fl.device.device_store import DeviceStore
 from crlsc_fl.device.stage2_decoder import device_decoder_metrics
 from crlsc_fl.flower import codec
 from crlsc_fl.scenario.config import ScenarioConfig, from_flat
