@@ -36,10 +36,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from crlsc_fl import codec
 from crlsc_fl.bookkeeping.failures import check_round, error_fields
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, KnowledgeDelivery, device_node
 from crlsc_fl.device.device_round import RoundTask
-from crlsc_fl.flower import codec
 from crlsc_fl.outputs.run_dir import error_row
 from crlsc_fl.scenario.faults import digest, dropped_devices, tampered_kb
 from strategies.context import FederationContext

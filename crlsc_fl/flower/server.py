@@ -23,10 +23,10 @@ from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
+from crlsc_fl import codec
 from crlsc_fl.accelerator import release_cached_memory, resolve_device
 from crlsc_fl.data.paths import state_root
 from crlsc_fl.device.device_store import prune_previous_states, remove_topology_state
-from crlsc_fl.flower import codec
 from crlsc_fl.flower.grid import ProgressGrid
 from crlsc_fl.flower.stage2_phase import run_stage2
 from crlsc_fl.kb.mentor import build_mentor_knowledge

@@ -17,8 +17,8 @@ import numpy as np
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
+from crlsc_fl import codec
 from crlsc_fl.bookkeeping.failures import error_fields
-from crlsc_fl.flower import codec
 from crlsc_fl.outputs.run_dir import RunDirectory
 from crlsc_fl.scenario.config import ScenarioConfig
 from crlsc_fl.scenario.devices import plan_devices, sample_devices

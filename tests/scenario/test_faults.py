@@ -10,9 +10,9 @@ import pytest
 
 from crlsc_fl.bookkeeping import run_state
 from crlsc_fl.bookkeeping.failures import RoundFailedError, check_round, error_fields
+from crlsc_fl.codec import incoming_kbs, train_content
 from crlsc_fl.device.device_round import RoundTask
 from crlsc_fl.device.device_store import DeviceStore
-from crlsc_fl.flower.codec import incoming_kbs, train_content
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.scenario.config import ConfigError, from_flat
 from crlsc_fl.scenario.faults import FaultsConfig, digest, dropped_devices, tampered_kb

@@ -6,8 +6,8 @@ import pytest
 import torch
 from flwr.app import RecordDict
 
+from crlsc_fl.codec import reply_content
 from crlsc_fl.device.device_round import RoundOutcome
-from crlsc_fl.flower.codec import reply_content
 from crlsc_fl.registry import UnknownNameError
 from crlsc_fl.scenario.faults import dropped_devices
 from strategies import STRATEGIES
