@@ -12,13 +12,10 @@ travel cloud -> edge -> device, PKBs device -> device (the server relays them: F
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, Hop, KnowledgeDelivery, device_node
 from crlsc_fl.methods import METHODS, PLAIN_METHOD, Need
-
-if TYPE_CHECKING:
-    from strategies.base import FederationContext
+from strategies.context import FederationContext
 
 
 class DevicePlans:
