@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
         for topology, summary in summarize([r for r in rows if "error" not in r]).items():
             summaries[f"{prefix}{topology}"] = summary
 
+    styles = _styles(list(summaries))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, s in summaries.items():
-        _band(ax, s["knn_top1_by_round"], label)
+        _band(ax, s["knn_top1_by_round"], label, styles[label])
     ax.set_xlabel("round")
     ax.set_ylabel("device kNN top-1 (%)")
     ax.set_title("Accuracy per round (mean, shaded 95% CI over devices)")
@@ -53,13 +55,13 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
         for label, s in summaries.items():
             by_round = {k: per_arch[arch] for k, per_arch in s["knn_top1_by_arch_by_round"].items() if arch in per_arch}
             if by_round:
-                _band(ax, by_round, label)
+                _band(ax, by_round, label, styles[label])
         sizes = next((s["architectures"][arch] for s in summaries.values() if arch in s.get("architectures", {})), {})
         ax.set_title(f"{arch}" + (f" x{sizes['width']:g}, {sizes['parameters'] / 1e6:.2f} M params" if "parameters" in sizes else ""),
                      fontsize=9)
         ax.set_xlabel("round")
     axes[0][0].set_ylabel("device kNN top-1 (%)")
-    axes[0][-1].legend(fontsize=7)
+    _legend_below(fig)
     fig.suptitle("Accuracy per round by encoder (mean, shaded 95% CI over devices)")
     paths.append(_save(fig, out_dir / "accuracy_vs_round_by_arch.png"))
 
@@ -74,13 +76,13 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
                 else:
                     by_round = {k: per_arch[arch] for k, per_arch in s["knn_top1_minus_local_by_arch_by_round"].items() if arch in per_arch}
                 if by_round:
-                    _band(ax, by_round, label)
+                    _band(ax, by_round, label, styles[label])
             ax.axhline(0.0, color="black", linewidth=0.8, linestyle="--")
             n = next(iter(next(iter(paired.values()))["knn_top1_minus_local_by_round"].values()))["n"] if arch is None else None
             ax.set_title(f"{title}" + (f" (n = {n})" if n else ""), fontsize=9)
             ax.set_xlabel("round")
         axes[0][0].set_ylabel("kNN top-1 minus the same device under local (points)")
-        axes[0][-1].legend(fontsize=7)
+        _legend_below(fig)
         fig.suptitle("Paired gain over local per round (mean over devices, shaded 95% CI)")
         paths.append(_save(fig, out_dir / "paired_difference_vs_round.png"))
 
@@ -101,9 +103,11 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, s in summaries.items():
         bytes_mean = max(s["bytes_per_device"]["mean"], 1.0)  # log axis: 0 bytes drawn at 1
-        ax.errorbar(bytes_mean, s["knn_top1"]["mean"], yerr=s["knn_top1"]["ci95"], fmt="o", capsize=3)
-        ax.annotate(label, (bytes_mean, s["knn_top1"]["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        style = styles[label]
+        ax.errorbar(bytes_mean, s["knn_top1"]["mean"], yerr=s["knn_top1"]["ci95"], fmt=style.marker, color=style.color,
+                    capsize=3, label=label)
     ax.set_xscale("log")
+    ax.legend(fontsize=8, loc="upper left")  # not labels beside the points: equal bytes would overlap them
     ax.set_xlabel("bytes communicated per device (received + sent; 'local' = 0 drawn at 1)")
     ax.set_ylabel("last-round kNN top-1 (%, 95% CI)")
     ax.set_title("Accuracy vs communication")
@@ -123,21 +127,53 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
     return paths
 
 
-def _band(ax: Any, by_round: dict[str, dict[str, float]], label: str) -> None:
+@dataclass(frozen=True)
+class _Style:
+    """How one series is drawn in every figure of a call, so a topology keeps its look."""
+
+    color: str
+    marker: str
+    linestyle: str
+    dodge: float  # x offset in rounds, so series with equal values stay visible side by side
+
+
+def _styles(labels: list[str]) -> dict[str, _Style]:
+    """One fixed colour, marker and line style per label, in the order of the first figure."""
+    colors = [f"C{i}" for i in range(10)]
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    linestyles = ["-", "--", "-.", ":"]
+    spread = 0.06
+    return {
+        label: _Style(colors[i % len(colors)], markers[i % len(markers)], linestyles[i % len(linestyles)],
+                      (i - (len(labels) - 1) / 2) * spread / max(len(labels) - 1, 1))
+        for i, label in enumerate(labels)
+    }
+
+
+def _band(ax: Any, by_round: dict[str, dict[str, float]], label: str, style: _Style) -> None:
     """A mean line over rounds with its 95% CI shaded (``by_round``: round -> statistics)."""
     rounds = sorted(by_round, key=int)
     mean = np.array([by_round[k]["mean"] for k in rounds])
     ci = np.array([by_round[k]["ci95"] for k in rounds])
-    x = [int(k) for k in rounds]
-    (line,) = ax.plot(x, mean, marker="o", label=label)
-    ax.fill_between(x, mean - ci, mean + ci, alpha=0.2, color=line.get_color())
+    x = np.array([int(k) for k in rounds]) + style.dodge
+    ax.plot(x, mean, marker=style.marker, linestyle=style.linestyle, color=style.color, label=label)
+    ax.fill_between(x, mean - ci, mean + ci, alpha=0.15, color=style.color)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _legend_below(fig: Any) -> None:
+    """One legend for all panels, under them, so that no panel's data is hidden."""
+    entries: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="lower center", ncol=len(entries), fontsize=8, frameon=False)
+
+
 def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1) if fig.legends else None)  # room for a legend under the panels
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
 

@@ -41,3 +41,22 @@ def test_figures_are_written_with_ci_bands_and_an_architecture_panel(runs: dict,
     assert ("paired_difference_vs_round.png" in names) == paired
     assert len(bands) == 2 * 3 + (3 if paired else 0)  # 2 series: one band overall, one per architecture (2); paired: 1 x 3
     assert all((high > low).all() for low, high in bands)
+
+
+def test_a_topology_keeps_its_colour_and_marker_in_every_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paired figure has no `local` series; its topologies must still look as in the others."""
+    import matplotlib.axes
+
+    looks: dict[str, set[tuple[str, str]]] = {}
+    real = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if "label" in kwargs:
+            looks.setdefault(kwargs["label"], set()).add((kwargs["color"], kwargs["marker"]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    plot_runs({"": _rows("local", 10) + _rows("cloud-edge", 12) + _rows("p2p", 12)}, tmp_path)
+    assert set(looks) == {"local", "cloud-edge", "p2p"}
+    assert all(len(seen) == 1 for seen in looks.values()), looks
+    assert len({next(iter(seen)) for seen in looks.values()}) == 3
