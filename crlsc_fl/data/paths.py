@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from crlsc_fl.environment import CACHE_DIR_ENV, DATA_DIR_ENV
+from crlsc_fl import environment
 
 
 def cache_dir(sub: str = "") -> Path:
     """Return (and create) the cache directory, or its subdirectory ``sub``."""
-    root = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "crlsc_fl")
+    root = environment.cache_dir() or Path.home() / ".cache" / "crlsc_fl"
     path = root / sub if sub else root
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -24,13 +24,14 @@ def cache_dir(sub: str = "") -> Path:
 def data_dir_named(explicit: str | os.PathLike[str] | None = None) -> bool:
     """True when the user named a data directory (config key or environment variable): then
     the dataset must be there and nothing is downloaded."""
-    return bool(explicit) or bool(os.environ.get(DATA_DIR_ENV))
+    return bool(explicit) or environment.data_dir() is not None
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the data directory: explicit value, then $CRLSC_DATA_DIR, then the cache."""
     if explicit:
         return Path(explicit).expanduser().resolve()
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
+    from_env = environment.data_dir()
+    if from_env is not None:
+        return from_env.expanduser().resolve()
     return cache_dir("data")
