@@ -61,7 +61,7 @@ def results_dir(project: Path, results_root: str, scenario_name: str, run_id: st
     """``<project>/<results-root>/<scenario>/<run-id>`` if it exists, else any ``*/<run-id>`` there."""
     if run_id is None:
         return None
-    from crlsc_fl.federation.run_dir import results_base  # lazy: the app's code, only once a run ended
+    from crlsc_fl.outputs.run_dir import results_base  # lazy: the app's code, only once a run ended
 
     base = results_base(results_root, project)
     expected = base / scenario_name / run_id
@@ -86,7 +86,7 @@ def final_line(
 
 def device_state_root(env: Mapping[str, str]) -> Path:
     """Where the devices of a run started with ``env`` keep their state."""
-    from crlsc_fl.federation.device_store import state_root
+    from crlsc_fl.device.device_store import state_root
 
     return environment.state_dir(env) or state_root()
 
@@ -99,7 +99,7 @@ def shorten(text: str, limit: int = ERROR_WIDTH) -> str:
 def report_summary(summary_file: Path, code: int) -> int:
     """Settle a summary left ``running`` (the ServerApp was stopped from outside), print its
     failure and first errors; return the exit code (a ``failed`` summary fails the command)."""
-    from crlsc_fl.federation.failures import describe
+    from crlsc_fl.bookkeeping.failures import describe
 
     summary = json.loads(summary_file.read_text())
     if summary.get("status") == "running":
@@ -118,7 +118,7 @@ def report_summary(summary_file: Path, code: int) -> int:
 
 def report_run(results: Path | None, code: int, outcome_status: str, state_root: Path, run_key: str | None) -> int:
     """After the run: its summary's status and first errors, its device state; returns the exit code."""
-    from crlsc_fl.federation import run_state
+    from crlsc_fl.bookkeeping import run_state
 
     summary_file = results / "summary.json" if results else None
     if summary_file is not None and summary_file.is_file():
@@ -138,7 +138,7 @@ def report_run(results: Path | None, code: int, outcome_status: str, state_root:
 
 def clean_device_state(root: Path) -> int:
     """``--clean``: remove finished/abandoned runs' device state, list what is kept."""
-    from crlsc_fl.federation import run_state
+    from crlsc_fl.bookkeeping import run_state
 
     removed, kept = run_state.clean(root)
     for state, size in removed:

@@ -10,7 +10,7 @@ path the user gave relative to the launcher's working directory (``data.data-dir
 ``scenario.results-dir``, the :data:`~crlsc_fl.environment.PATH_VARIABLES`) is made absolute
 first.
 
-Any problem raises ``ValueError`` (``crlsc_fl.config.ConfigError`` is one) with a message
+Any problem raises ``ValueError`` (``crlsc_fl.scenario.config.ConfigError`` is one) with a message
 for the user; the commands print it and exit 2 before a process is started.
 """
 
@@ -33,7 +33,7 @@ from crlsc_fl.environment import DATA_DIR_ENV, PATH_VARIABLES
 def checkout_root() -> Path:
     """This source checkout: the default Flower app root (it holds ``pyproject.toml``).
 
-    Not :func:`crlsc_fl.federation.run_dir.results_anchor`, which is where the *ServerApp*
+    Not :func:`crlsc_fl.outputs.run_dir.results_anchor`, which is where the *ServerApp*
     anchors relative results directories (``$CRLSC_PROJECT_ROOT``, set from the app root).
     """
     return Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def federation_config(defaults: Mapping[str, Any], extra: str | None) -> str:
 
 def prepare_run_config(scenario: Path, overrides: Sequence[str], workdir: Path) -> tuple[Any, Path]:
     """Validate the scenario (then the scenario with overrides); return (config, run-config TOML path)."""
-    from crlsc_fl.config import load_scenario  # lazy: only the validation needs the app's code
+    from crlsc_fl.scenario.config import load_scenario  # lazy: only the validation needs the app's code
 
     cfg = load_scenario(scenario)
     values = parse_overrides(overrides)
@@ -149,7 +149,7 @@ def check_data(cfg: Any) -> None:
     """Load the scenario's dataset and partition now, before Ray starts: a missing dataset or an
     impossible partition is a user error (exit 2), not 100 failing devices. Where no data
     directory was named this also downloads it once (torchvision datasets)."""
-    from crlsc_fl.federation.devices import federated_data
+    from crlsc_fl.scenario.devices import federated_data
 
     federated_data(cfg)
 

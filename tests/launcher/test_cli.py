@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl import deploy, launch
-from crlsc_fl.config import from_flat
 from crlsc_fl.launcher.cli import COMMANDS, DEPLOYMENT, SIMULATION, Federation, build_parser, plan_run
+from crlsc_fl.scenario.config import from_flat
 from crlsc_fl.security.keys import make_keys
 
 SCRIPT = Path(sys.executable).parent / "crlsc-fl"  # installed by `pip install -e .` into the venv

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crlsc_fl.federation import run_state
+from crlsc_fl.bookkeeping import run_state
 from crlsc_fl.launcher.flower_cli import RunInfo, StreamResult
 from crlsc_fl.launcher.report import ExitCode, Outcome, clean_device_state, device_state_root, final_line, report_run, results_dir, shorten
 
