@@ -38,9 +38,9 @@ from typing import Any, TypeVar
 
 import torch
 
+from crlsc_fl import environment
 from crlsc_fl.bookkeeping.run_state import tree_size
 from crlsc_fl.data.paths import cache_dir
-from crlsc_fl.environment import STATE_DIR_ENV
 from crlsc_fl.kb.anchors import AnchorSet, AnchorSetError
 from crlsc_fl.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.methods.base import Stage1Method
@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 
 def state_root(node_config: Mapping[str, Any] | None = None) -> Path:
-    explicit = (node_config or {}).get("state-dir") or os.environ.get(STATE_DIR_ENV)
+    explicit = (node_config or {}).get("state-dir") or environment.state_dir()
     return Path(str(explicit)).expanduser().resolve() if explicit else cache_dir("device-state")
 
 
