@@ -67,7 +67,8 @@ def final_knn(cfg: ScenarioConfig, device: int, root: Path, blobs: dict[str, byt
 
 
 def measure(cfg: ScenarioConfig, devices: Sequence[int], perturbation: float) -> dict[str, Any]:
-    knowledge = build_mentor_knowledge(cfg.kb, federated_data(cfg).public_split(), seed=cfg.scenario.seed)
+    public = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed).public_split()
+    knowledge = build_mentor_knowledge(cfg.kb, public, seed=cfg.scenario.seed)
     if knowledge.anchors is None:
         raise ValueError("the scenario's mentor has no anchors (kb.anchors = 0): the cloud-edge run needs them")
     blobs = {"skb": knowledge.skb.to_bytes(), "anchors": knowledge.anchors.to_bytes()}

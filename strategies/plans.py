@@ -9,12 +9,9 @@ cloud -> edge -> device, PKBs device -> device (the server relays them: Flower i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, Hop, KnowledgeDelivery, device_node
-
-if TYPE_CHECKING:
-    from strategies.base import FederationContext
+from strategies.context import FederationContext
 
 
 class DevicePlans:

@@ -74,7 +74,7 @@ def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, device: int) ->
     seeded ``data.test-samples`` images for every device), with the device's **whole
     labelled shard** as the bank (not only the ``data.samples-per-device`` images it
     trains on). Both are encoded once, in batches, without gradients."""
-    data = federated_data(cfg)
+    data = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed)
     bank_images, bank_labels = data.device_images(device)
     return knn_accuracy(
         encode_images(encoder, bank_images), torch.from_numpy(bank_labels),
@@ -104,8 +104,8 @@ def run_device_round(
     weights: dict[str, torch.Tensor] | None = None,
 ) -> RoundOutcome:
     start = time.perf_counter()
-    spec = plan_devices(cfg)[device]
-    data = federated_data(cfg)
+    spec = plan_devices(cfg.devices, cfg.scenario.seed)[device]
+    data = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed)
     images, _ = data.device_images(device, cfg.data.samples_per_device)
     incoming_kbs = incoming_kbs or {}
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-from crlsc_fl.flower.codec import reply_accuracy
+from crlsc_fl.codec import reply_accuracy
 from crlsc_fl.outputs.progress import RoundProgress
 from crlsc_fl.outputs.run_dir import RunDirectory
 

@@ -86,7 +86,7 @@ def final_line(
 
 def device_state_root(env: Mapping[str, str]) -> Path:
     """Where the devices of a run started with ``env`` keep their state."""
-    from crlsc_fl.device.device_store import state_root
+    from crlsc_fl.data.paths import state_root
 
     return environment.state_dir(env) or state_root()
 

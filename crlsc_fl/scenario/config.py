@@ -50,6 +50,7 @@ from crlsc_fl.methods.grounded import GroundingConfig
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
 from crlsc_fl.scenario.devices import DevicesConfig
 from crlsc_fl.scenario.faults import FaultsConfig
+from crlsc_fl.scenario.graphs import impossible_graph
 from crlsc_fl.scenario.local_training import LocalTrainingConfig
 from crlsc_fl.scenario.network import NetworkConfig
 from crlsc_fl.scenario.run_config import RunConfig
@@ -78,8 +79,6 @@ class ScenarioConfig:
 
     def __post_init__(self) -> None:
         """The checks that span tables (each table has validated itself)."""
-        from strategies.graphs import impossible_graph
-
         dim = self.kb.known_dim()
         if dim is not None:
             try:

@@ -6,15 +6,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from crlsc_fl.registry import Registry
 from crlsc_fl.validation import component, name_list
 
-
-def topology_names() -> list[str]:
-    """The registered knowledge-transfer strategies (imported when a config is validated:
-    the strategies themselves import the config)."""
-    from strategies.registry import STRATEGIES
-
-    return STRATEGIES.names()
+TOPOLOGIES: Registry[type] = Registry("topology", plugins="strategies")
+"""Topology name -> knowledge-transfer strategy class. The strategies (the top-level
+``strategies`` package, above this config) register themselves in it when imported; the
+first lookup imports that package (:class:`~crlsc_fl.registry.Registry`'s ``plugins``), so
+``scenario.topologies`` is validated against it without this module importing them."""
 
 
 def plain_name(name: str) -> str:
@@ -39,7 +38,7 @@ class RunConfig:
     topology, for ``crlsc-fl stage2 --run-dir`` (received KBs are removed even there)."""
 
     name: Annotated[str, AfterValidator(plain_name)] = "quick"
-    topologies: name_list(topology_names) = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")  # type: ignore[valid-type]
+    topologies: name_list(TOPOLOGIES.names) = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")  # type: ignore[valid-type]
     rounds: Annotated[int, Field(ge=1)] = 2
     seed: int = 0
     results_dir: str = "results"

@@ -1,7 +1,7 @@
 """How the topologies connect devices (the scenario's ``[topology]`` table).
 
 ``cloud-edge``: ``edges`` edge servers relay the mentor's knowledge. ``p2p``: a peer
-``graph`` (``strategies.graphs``: ring, k-regular with ``degree``, small-world with
+``graph`` (:mod:`crlsc_fl.scenario.graphs`: ring, k-regular with ``degree``, small-world with
 ``degree`` and ``rewire_p``, Erdos-Renyi with ``edge_p``), started from local training or
 the SKB (``p2p_warmup``). ``hybrid``: devices of the ``hybrid_mentors`` architectures
 mentor the others. ``peer_knowledge``: what a device returns for its peers, the paper's
@@ -16,6 +16,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field
 
 from crlsc_fl.models.encoders import ENCODERS
+from crlsc_fl.scenario.graphs import GRAPHS
 from crlsc_fl.validation import component, name_list, registered
 
 P2PWarmup = Literal["local", "skb"]
@@ -24,17 +25,10 @@ PEER_KNOWLEDGE: tuple[str, ...] = get_args(PeerKnowledge)
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
-def graph_names() -> list[str]:
-    """The registered peer graphs (imported when validated: the strategies import the config)."""
-    from strategies.graphs import GRAPHS
-
-    return GRAPHS.names()
-
-
 @component
 class TopologyConfig:
     edges: Annotated[int, Field(ge=1)] = 10
-    graph: registered(graph_names) = "ring"  # type: ignore[valid-type]
+    graph: registered(GRAPHS.names) = "ring"  # type: ignore[valid-type]
     degree: Annotated[int, Field(ge=1)] = 4
     rewire_p: Probability = 0.1
     edge_p: Annotated[float, Field(gt=0, le=1)] = 0.05

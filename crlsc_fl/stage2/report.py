@@ -46,6 +46,7 @@ import torch
 
 from crlsc_fl.accelerator import ACCELERATORS, module_device, resolve_device
 from crlsc_fl.data.datasets import DatasetNotFoundError, ImageDataset, load_dataset
+from crlsc_fl.data.paths import state_root
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.stage2.channels import Channel, IdealChannel, build_channel
 from crlsc_fl.stage2.encoder_store import EncoderStore
@@ -168,8 +169,6 @@ def run_encoder_files(run_dir: Path, state_dir: str | os.PathLike[str] | None = 
     under ``<state root>/<run id>/<topology>/device-<id>/encoder.pt`` (state root: ``state_dir``,
     else ``$CRLSC_STATE_DIR``, else the cache; see :mod:`crlsc_fl.device.device_store`).
     """
-    from crlsc_fl.device.device_store import state_root
-
     config_file = run_dir / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} not found: is {run_dir} a run directory of crlsc_fl.launch?")
