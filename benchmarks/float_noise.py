@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the report (JSON) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as each simulated device gets one CPU
-    from crlsc_fl.launcher.overrides import merged_run_config, parse_overrides
+    from crlsc_fl.launcher.scenario import merged_run_config, parse_overrides
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_scenario(merged_run_config(args.scenario, parse_overrides(args.overrides), Path(tmp) / "s.toml"))

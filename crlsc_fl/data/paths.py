@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crlsc_fl.environment import CACHE_DIR_ENV, DATA_DIR_ENV, STATE_DIR_ENV
+from crlsc_fl import environment
 
 
 def cache_dir(sub: str = "") -> Path:
     """Return (and create) the cache directory, or its subdirectory ``sub``."""
-    root = Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "crlsc_fl")
+    root = environment.cache_dir() or Path.home() / ".cache" / "crlsc_fl"
     path = root / sub if sub else root
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -28,19 +28,20 @@ def cache_dir(sub: str = "") -> Path:
 def data_dir_named(explicit: str | os.PathLike[str] | None = None) -> bool:
     """True when the user named a data directory (config key or environment variable): then
     the dataset must be there and nothing is downloaded."""
-    return bool(explicit) or bool(os.environ.get(DATA_DIR_ENV))
+    return bool(explicit) or environment.data_dir() is not None
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the data directory: explicit value, then $CRLSC_DATA_DIR, then the cache."""
     if explicit:
         return Path(explicit).expanduser().resolve()
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
+    from_env = environment.data_dir()
+    if from_env is not None:
+        return from_env.expanduser().resolve()
     return cache_dir("data")
 
 
 def state_root(node_config: Mapping[str, Any] | None = None) -> Path:
     """Where devices keep their state: a node's ``state-dir``, then $CRLSC_STATE_DIR, then the cache."""
-    explicit = (node_config or {}).get("state-dir") or os.environ.get(STATE_DIR_ENV)
+    explicit = (node_config or {}).get("state-dir") or environment.state_dir()
     return Path(str(explicit)).expanduser().resolve() if explicit else cache_dir("device-state")

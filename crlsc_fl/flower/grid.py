@@ -5,24 +5,23 @@ Flower's ``Strategy.start`` uses only ``send_and_receive``; the strategies' hook
 ``send_and_receive`` keeps at most ``max_in_flight`` messages pushed at once (a sliding
 window: a new one is pushed as each reply arrives), hands every reply to ``on_reply`` as it
 comes (so a strategy can fold large payloads such as weights into running sums and drop
-them), and logs, every few seconds, the devices done, the failed replies, elapsed time and
-the running mean kNN top-1 of the replies so far, and calls ``on_round_end(round)`` once a
-round's replies are in. A resumed run starts counting at ``first_round`` + 1. ``timeout`` applies to each message from when it is pushed; a
-message whose destination node is no longer online is not waited for either. Each round's
-wall time goes to ``rounds.jsonl`` (through :class:`crlsc_fl.outputs.run_dir.RunDirectory`).
+them), tells :class:`crlsc_fl.outputs.progress.RoundProgress` what arrived (the progress line
+every few seconds, the round's wall time in ``rounds.jsonl``), and calls
+``on_round_end(round)`` once a round's replies are in. A resumed run starts counting at
+``first_round`` + 1. ``timeout`` applies to each message from when it is pushed; a message
+whose destination node is no longer online is not waited for either.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from logging import INFO, WARNING
 
 from flwr.app import Message
-from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from crlsc_fl.codec import reply_accuracy
+from crlsc_fl.outputs.progress import RoundProgress
 from crlsc_fl.outputs.run_dir import RunDirectory
 
 
@@ -51,8 +50,8 @@ class ProgressGrid:
         queue, total = list(reversed(messages)), len(messages)
         window = self.max_in_flight or total
         pending: dict[str, tuple[int, float]] = {}  # message id -> (destination node, pushed at)
-        replies, accuracies, errors, given_up = [], [], 0, 0
-        start = last_report = time.monotonic()
+        replies: list[Message] = []
+        progress = RoundProgress(self.label, self.server_round, self.num_rounds, total, self.run_start, self.every)
         while queue or pending:
             if queue and len(pending) < window:
                 batch = [queue.pop() for _ in range(min(window - len(pending), len(queue)))]
@@ -65,29 +64,14 @@ class ProgressGrid:
                 if self.on_reply is not None:
                     self.on_reply(self.server_round, reply)
                 replies.append(reply)
-                errors += reply.has_error()
-                if (accuracy := reply_accuracy(reply)) is not None:
-                    accuracies.append(accuracy)
+                progress.reply(reply.has_error(), reply_accuracy(reply))
             now = time.monotonic()
-            if now - last_report >= self.every or not (queue or pending):
-                last_report = now
-                given_up += self._give_up(pending, now, timeout)
-                mean = f"{sum(accuracies) / len(accuracies):.1f}%" if accuracies else "n/a"
-                log(
-                    INFO, "[%s] round %d/%d: %d/%d devices done, %d errors, %.0f s in round, %.0f s in run, mean kNN top-1 %s",
-                    self.label, self.server_round, self.num_rounds, len(replies), total, errors + given_up, now - start,
-                    time.time() - self.run_start, mean,
-                )
+            if progress.due(now, last=not (queue or pending)):
+                progress.give_up(self._give_up(pending, now, timeout))
+                progress.line(now)
             if pending:
                 time.sleep(0.2)
-        if given_up:
-            log(WARNING, "[%s] round %d/%d: no reply from %d devices (timeout %.0f s or node offline); counted as failed",
-                self.label, self.server_round, self.num_rounds, given_up, timeout or 0)
-        if self.run_dir is not None:  # round wall times, for benchmarks/federation_overhead.py
-            self.run_dir.append_round_time({
-                "label": self.label, "round": self.server_round, "devices": total, "replies": len(replies),
-                "errors": errors + given_up, "wall_seconds": time.monotonic() - start,
-            })
+        progress.finish(self.run_dir, timeout)  # round wall times, for benchmarks/federation_overhead.py
         if self.on_round_end is not None:
             self.on_round_end(self.server_round)
         return replies

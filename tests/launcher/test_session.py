@@ -18,12 +18,11 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from crlsc_fl.launcher.credentials import Credentials
 from crlsc_fl.launcher.flower_cli import count_supernodes, register_supernode
-from crlsc_fl.launcher.keys import make_keys
-from crlsc_fl.launcher.polling import poll_until
-from crlsc_fl.launcher.processes import tail
+from crlsc_fl.launcher.processes import poll_until, tail
 from crlsc_fl.launcher.session import FlowerSession
+from crlsc_fl.security.credentials import Credentials
+from crlsc_fl.security.keys import make_keys
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
     crlsc-fl keys DIR --nodes N [--host HOST ...] [--days D]
 
-writes into DIR (see :mod:`~crlsc_fl.launcher.credentials` for what each file is for):
+writes into DIR (see :mod:`~crlsc_fl.security.credentials` for what each file is for):
 a CA (``ca.crt``, ``ca.key``), the SuperLink's certificate and key (``server.crt``,
 ``server.key``) valid for 127.0.0.1, ::1, localhost and every ``--host``, and one OpenSSH
 EC P-384 key pair per SuperNode (``node-<i>.key``, ``node-<i>.pub``), the format
@@ -14,7 +14,7 @@ DIR is made with mode 0700.
 Files that exist are kept, so the same command with a larger ``--nodes`` adds keys for new
 devices without invalidating the registered ones; to reissue the server certificate for
 other hosts, remove ``server.crt`` and ``server.key`` first. Everything is checked with
-:func:`~crlsc_fl.launcher.credentials.load_credentials` at the end.
+:func:`~crlsc_fl.security.credentials.load_credentials` at the end.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from crlsc_fl.launcher.credentials import (
+from crlsc_fl.security.credentials import (
     CA_CERT,
     CA_KEY,
     LOOPBACK,
@@ -224,7 +224,7 @@ def where_to_copy(creds: Credentials) -> str:
             f"server certificate valid for: {', '.join(creds.hosts)}")
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "python -m crlsc_fl.launcher.keys") -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m crlsc_fl.security.keys") -> int:
     """``crlsc-fl keys``; exit 0, or 2 with ``error: <file>: <what is wrong>``."""
     args = build_parser(prog).parse_args(argv)
     try:

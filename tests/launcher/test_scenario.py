@@ -1,4 +1,5 @@
-"""``--set key=value`` parsing, the merged run config, ``--federation-config`` merging."""
+"""Before Flower starts: ``--set key=value`` parsing, the merged run config, ``--federation-config``
+merging, and user paths made absolute against the user's directory."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crlsc_fl.launcher.overrides import federation_config, merged_run_config, parse_overrides
+from crlsc_fl.launcher.scenario import absolute, checkout_root, federation_config, merged_run_config, parse_overrides, pinned_path_env
 
 
 @pytest.mark.parametrize(
@@ -70,3 +71,17 @@ def test_federation_config_extra_pairs_win(extra: str | None, expected: str) -> 
 def test_federation_config_item_without_equals_sign_is_named() -> None:
     with pytest.raises(ValueError, match=r"--federation-config item 'gpus' is not of the form key=value"):
         federation_config({}, "num-supernodes=2 gpus")
+
+
+def test_checkout_root_is_the_flower_app() -> None:
+    assert "[tool.flwr.app]" in (checkout_root() / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize(("path", "expected"), [("data", "cwd/data"), ("/abs/x", "/abs/x"), ("a/../b", "cwd/b")])
+def test_absolute_against_the_users_directory(tmp_path: Path, path: str, expected: str) -> None:
+    assert absolute(path, tmp_path / "cwd") == Path(expected.replace("cwd", str(tmp_path / "cwd"), 1))
+
+
+def test_only_set_path_variables_are_pinned(tmp_path: Path) -> None:
+    environ = {"CRLSC_DATA_DIR": "data", "CRLSC_STATE_DIR": "", "CRLSC_CACHE_DIR": "/c", "OTHER": "x"}
+    assert pinned_path_env(environ, tmp_path) == {"CRLSC_DATA_DIR": str(tmp_path / "data"), "CRLSC_CACHE_DIR": "/c"}

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr.cli.supernode.register import try_load_public_key
 from flwr.supercore.primitives.asymmetric import bytes_to_public_key, public_key_to_bytes, uses_nist_ec_curve
 
-from crlsc_fl.launcher import keys
-from crlsc_fl.launcher.credentials import load_credentials
+from crlsc_fl.security import keys
+from crlsc_fl.security.credentials import load_credentials
 
 SCRIPT = Path(sys.executable).parent / "crlsc-fl"
 

@@ -1,6 +1,6 @@
 """The files of a secure deployment and the checks they must pass before Flower starts.
 
-A key directory (made by ``crlsc-fl keys DIR --nodes N``, :mod:`~crlsc_fl.launcher.keys`) holds::
+A key directory (made by ``crlsc-fl keys DIR --nodes N``, :mod:`~crlsc_fl.security.keys`) holds::
 
     ca.crt            the CA certificate: public; every SuperNode host and the ``flwr`` CLI need it
     ca.key            the CA private key: only to issue more certificates; keep it offline

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from crlsc_fl.launcher.credentials import CredentialError, Security, load_credentials
-from crlsc_fl.launcher.keys import make_keys
+from crlsc_fl.security.credentials import CredentialError, Security, load_credentials
+from crlsc_fl.security.keys import make_keys
 
 
 @pytest.fixture(scope="module")
