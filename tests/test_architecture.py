@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("crlsc_fl.codec",),  # every Flower message, for the strategies and the apps
     ("strategies",),
     ("crlsc_fl.flower",),
+    ("crlsc_fl.security",),  # a secure deployment's CA, certificates and node keys, for the launcher
     ("crlsc_fl.launcher",),
     ("crlsc_fl.launch", "crlsc_fl.deploy"),
 )
@@ -59,7 +60,8 @@ def modules() -> dict[str, Path]:
 
 def unit_of(module: str) -> str | None:
     """The longest table entry that is ``module`` or a package above it."""
-    matches = [u for u in UNITS if module == u or module.startswith(u + ".")]
+    # the root package is a unit of its own (its __init__), not a catch-all for new packages
+    matches = [u for u in UNITS if module == u or (u != "crlsc_fl" and module.startswith(u + "."))]
     return max(matches, key=len) if matches else None
 
 
