@@ -10,6 +10,11 @@ number). A scenario (``crlsc_fl.config.ScenarioConfig``) composes these classes,
 TOML table; :func:`build_component` turns pydantic's errors into one :class:`ConfigError`
 naming the key as written in the TOML file, the bad value and what is allowed.
 
+Every scenario key says what it is where it is declared: ``Field(description=...)`` in its
+``Annotated`` type. The comments of pyproject.toml's ``[tool.flwr.app.config]`` block and the
+key table of ``docs/keys.md`` are generated from these descriptions (:func:`key_docs`), with
+the allowed values read off the type (``Literal`` choices, numeric bounds, :func:`in_range`).
+
 Fields marked ``Field(..., exclude=True)`` are set by code (a device's seed, a schedule's
 length), not by the scenario: they are no scenario keys.
 """
@@ -17,10 +22,11 @@ length), not by the scenario: they are no scenario keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 T = TypeVar("T")
@@ -66,6 +72,8 @@ def describe(err: ValidationError, table: str) -> str:
         loc = [key_name(str(part)) for part in item["loc"]]
         if loc:
             lines.append(f"{table}.{'.'.join(loc)}={item['input']!r}: {message}")
+        elif message.startswith(f"{table}."):  # a check across keys that names its key itself
+            lines.append(message)
         else:
             lines.append(f"{table}: {message}")
     return "; ".join(lines)
@@ -79,7 +87,83 @@ def build_component(config_type: type[T], values: Mapping[str, Any], table: str)
         raise ConfigError(describe(err, table)) from None
 
 
+def checked(value_type: Any, key: str) -> Callable[[Any], Any]:
+    """A check of one value of ``value_type`` (e.g. an :func:`in_range` type) outside a
+    component: returns the validated value or raises :class:`ConfigError` ``key=value: ...``."""
+    adapter = TypeAdapter(value_type, config=COMPONENT_CONFIG)
+
+    def check(value: Any) -> Any:
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as err:
+            message = err.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{key}={value!r}: {message}") from None
+
+    return check
+
+
+# -- the keys' documentation ---------------------------------------------------------------
+
+
+class KeyDoc(NamedTuple):
+    """One scenario key of a component: its TOML name, default, description and allowed values."""
+
+    key: str
+    default: Any
+    description: str
+    allowed: str
+
+
+def allowed_values(config_type: type, name: str) -> str:
+    """What field ``name`` allows, read off its type: ``Literal`` choices, numeric bounds
+    (``Field(ge=...)``, :func:`in_range`); "" when the type says nothing more than its kind."""
+    info = config_type.__pydantic_fields__[name]  # type: ignore[attr-defined]
+    parts = []
+    if get_origin(info.annotation) is Literal:
+        parts.append(" or ".join(f"`{choice}`" for choice in get_args(info.annotation)))
+    for item in info.metadata:  # Field(ge=...) and the like: annotated_types.Ge(ge=1), ...
+        for attribute, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if hasattr(item, attribute):
+                parts.append(f"{sign} {getattr(item, attribute)}")
+        if isinstance(item, AfterValidator) and hasattr(item.func, "interval"):
+            parts.append(f"in {item.func.interval}")
+    return ", ".join(parts)
+
+
+def key_docs(config: Any) -> list[KeyDoc]:
+    """The scenario keys of a component config instance (its values as defaults), each with the
+    description of its field; a key without a description is an error (a test runs this)."""
+    config_type = type(config)
+    values = TypeAdapter(config_type).dump_python(config)
+    docs = []
+    for f in scenario_fields(config_type):
+        description = config_type.__pydantic_fields__[f.name].description
+        if not description:
+            raise ConfigError(f"{config_type.__name__}.{f.name} has no Field(description=...)")
+        docs.append(KeyDoc(key_name(f.name), values[f.name], description, allowed_values(config_type, f.name)))
+    return docs
+
+
 # -- constrained types ---------------------------------------------------------------------
+
+
+def in_range(kind: type, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False) -> Any:
+    """An ``int`` or ``float`` in an interval, e.g. ``in_range(float, -20, 40)``; a value
+    outside it (NaN included) fails with ``out of range [-20, 40]``. Infinite ends are open."""
+    interval = (
+        f"{'(' if open_low or low == -math.inf else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
+    )
+
+    def check(value: float) -> float:
+        above = value > low if open_low else value >= low
+        below = value < high if open_high else value <= high
+        if not (above and below):
+            raise ValueError(f"out of range {interval}")
+        return value
+
+    check.interval = interval  # type: ignore[attr-defined]
+    return Annotated[kind, AfterValidator(check)]
+
 
 
 def _allowed(names: Callable[[], Iterable[str]]) -> Callable[[str], str]:

@@ -74,7 +74,7 @@ def test_every_shipped_scenario_is_valid(path: Path) -> None:
         ({"data.dataset": "imagenet"}, "data.dataset='imagenet': 'imagenet' is not allowed; valid: cifar10, cifar100"),
         ({"fusion.weights": "max"}, "fusion.weights='max': Input should be 'softmax' or 'raw'"),
         ({"stage2.channel": "laser"}, "stage2.channel='laser': 'laser' is not allowed; valid: awgn, bsc, ideal, rayleigh"),
-        ({"stage2.channel": "bsc", "stage2.ber": 0.7}, "stage2: ber=0.7 out of range [0, 0.5]"),
+        ({"stage2.channel": "bsc", "stage2.ber": 0.7}, "stage2.ber=0.7: out of range [0, 0.5]"),
         ({"faults.corrupt-kb": "3:melt"}, "faults.corrupt-kb.3='melt': Input should be 'flip' or 'wrong-dim'"),
         ({"faults.corrupt-kb": "x:flip"}, "faults.corrupt-kb='x:flip': 'x:flip' is not 'device:mode'"),
         ({"faults.corrupt-kb": "200:flip"}, "faults.corrupt-kb names devices [200]; valid ids: 0..99"),
