@@ -5,7 +5,7 @@
    every second with :class:`crlsc_fl.memory.MemorySampler`: the peak of system-wide use
    above the idle baseline, and the peak summed PSS of the launcher's process tree.
 2. Runs the same devices' same rounds in a bare PyTorch loop in this process (the same
-   :func:`crlsc_fl.federation.device_round.run_device_round`, 2 torch threads).
+   :func:`crlsc_fl.device.device_round.run_device_round`, 2 torch threads).
 3. Reports per-round wall time of both and the ratio simulation / bare loop.
 
     python -m benchmarks.federation_overhead --scenario scenarios/quick.toml --topology local \\
@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from crlsc_fl import launch
-from crlsc_fl.config import load_scenario
-from crlsc_fl.federation.device_round import RoundTask, run_device_round
-from crlsc_fl.federation.device_store import DeviceStore
-from crlsc_fl.federation.results import read_metrics
+from crlsc_fl.device.device_round import RoundTask, run_device_round
+from crlsc_fl.device.device_store import DeviceStore
 from crlsc_fl.memory import MemorySampler, physical_memory
+from crlsc_fl.outputs.results import read_metrics
+from crlsc_fl.scenario.config import load_scenario
 
 
 def bare_loop(scenario: Path, topology: str, rounds: list[dict]) -> dict[str, object]:

@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
-from crlsc_fl.config import ScenarioConfig, load_scenario
-from crlsc_fl.federation import device_round
-from crlsc_fl.federation.device_round import RoundTask, run_device_round
-from crlsc_fl.federation.device_store import DeviceStore
-from crlsc_fl.federation.devices import federated_data
+from crlsc_fl.device import device_round
+from crlsc_fl.device.device_round import RoundTask, run_device_round
+from crlsc_fl.device.device_store import DeviceStore
 from crlsc_fl.kb.mentor import build_mentor_knowledge
+from crlsc_fl.scenario.config import ScenarioConfig, load_scenario
+from crlsc_fl.scenario.devices import federated_data
 
 
 @contextmanager

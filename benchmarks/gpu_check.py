@@ -89,8 +89,8 @@ def no_gpu_message() -> str:
 
 def scenario_values(scenario: Path, overrides: Sequence[str]) -> dict[str, Any]:
     """The scenario's keys (defaults filled in) with the overrides, as the launcher would run it."""
-    from crlsc_fl.config import load_scenario
     from crlsc_fl.launcher.overrides import merged_run_config, parse_overrides
+    from crlsc_fl.scenario.config import load_scenario
 
     if not scenario.is_file():
         raise CheckError(f"scenario {scenario} not found (the main job's is {DEFAULT_SCENARIO}); give the scenario file")

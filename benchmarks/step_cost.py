@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crlsc_fl.config import ScenarioConfig, load_scenario
 from crlsc_fl.data import load_dataset
 from crlsc_fl.eval.features import images_to_tensor
 from crlsc_fl.kb.mentor import MentorKnowledge, build_mentor_knowledge
@@ -48,6 +47,7 @@ from crlsc_fl.loss.dcl_loss import DCLLoss
 from crlsc_fl.methods import TrainConfig, build_method
 from crlsc_fl.methods.base import Stage1Method
 from crlsc_fl.models.encoders import build_encoder
+from crlsc_fl.scenario.config import ScenarioConfig, load_scenario
 
 METHODS = ("crlsc-grounded", "dcl")
 

@@ -6,7 +6,7 @@ with :func:`component`: field types and constraints (``Annotated[int, Field(ge=1
 ``Literal[...]``, :func:`registered` names, :func:`name_list`, :func:`mixture`) are the whole
 validation, checked by pydantic in strict mode (an ``int`` is no ``float``'s stand-in except
 where a float is expected, a ``bool`` is never an ``int``, a string is never parsed into a
-number). A scenario (``crlsc_fl.config.ScenarioConfig``) composes these classes, one per
+number). A scenario (``crlsc_fl.scenario.config.ScenarioConfig``) composes these classes, one per
 TOML table; :func:`build_component` turns pydantic's errors into one :class:`ConfigError`
 naming the key as written in the TOML file, the bad value and what is allowed.
 

@@ -22,8 +22,8 @@ which knowledge; built from :class:`strategies.plans.DevicePlans`), and if neede
   transfers that happened. A device that failed loses the KBs sent to it that round (they
   are sent, and counted, again). Each round's participation goes to
   ``participation.jsonl``; a round with too few successes fails the run
-  (:mod:`crlsc_fl.federation.failures`). After each round the strategy's state is
-  checkpointed (:mod:`crlsc_fl.federation.checkpoint`) so that the run can be resumed.
+  (:mod:`crlsc_fl.bookkeeping.failures`). After each round the strategy's state is
+  checkpointed (:mod:`crlsc_fl.bookkeeping.checkpoint`) so that the run can be resumed.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from crlsc_fl.config import ScenarioConfig
-from crlsc_fl.federation.device_round import RoundTask
-from crlsc_fl.federation.devices import DeviceSpec
-from crlsc_fl.federation.failures import check_round, error_fields
-from crlsc_fl.federation.faults import digest, dropped_devices, tampered_kb
-from crlsc_fl.federation.knowledge_delivery import DevicePlan, KnowledgeDelivery, device_node
-from crlsc_fl.federation.run_dir import RunDirectory, error_row
+from crlsc_fl.bookkeeping.failures import check_round, error_fields
+from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, KnowledgeDelivery, device_node
+from crlsc_fl.device.device_round import RoundTask
 from crlsc_fl.flower import codec
+from crlsc_fl.outputs.run_dir import RunDirectory, error_row
+from crlsc_fl.scenario.config import ScenarioConfig
+from crlsc_fl.scenario.devices import DeviceSpec
+from crlsc_fl.scenario.faults import digest, dropped_devices, tampered_kb
 from strategies.plans import DevicePlans
 
 log = logging.getLogger("crlsc_fl")

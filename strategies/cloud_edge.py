@@ -6,7 +6,7 @@ counted once per link: each edge receives it once, each device once (devices kee
 
 from __future__ import annotations
 
-from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan
 from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 

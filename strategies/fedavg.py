@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from flwr.app import ArrayRecord, RecordDict
 
-from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan
 from crlsc_fl.flower import codec
 from crlsc_fl.models.encoders import build_encoder
 from strategies.base import KnowledgeTransferStrategy

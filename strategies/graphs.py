@@ -15,7 +15,7 @@ import networkx as nx
 from crlsc_fl.registry import Registry
 
 if TYPE_CHECKING:
-    from crlsc_fl.federation.topology_config import TopologyConfig
+    from crlsc_fl.scenario.topology_config import TopologyConfig
 
 GRAPHS: Registry[object] = Registry("graph")
 MAX_TRIES = 200

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan
 from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 

@@ -12,7 +12,7 @@ relayed PKB is counted on the device-to-device link it stands for.
 
 from __future__ import annotations
 
-from crlsc_fl.federation.knowledge_delivery import DevicePlan
+from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan
 from strategies.base import KnowledgeTransferStrategy
 from strategies.graphs import neighbours, peer_graph
 from strategies.registry import STRATEGIES

@@ -1,7 +1,7 @@
 """The plans topologies are built from: train alone, learn from the mentor (SKB), learn from peers.
 
 A plan says which method a device trains with and which payloads reach it by which hops
-(:class:`crlsc_fl.federation.knowledge_delivery.DevicePlan`). Devices are split over
+(:class:`crlsc_fl.bookkeeping.knowledge_delivery.DevicePlan`). Devices are split over
 ``topology.edges`` edge nodes in contiguous blocks; server payloads travel
 cloud -> edge -> device, PKBs device -> device (the server relays them: Flower is a star).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from crlsc_fl.federation.knowledge_delivery import DevicePlan, Hop, KnowledgeDelivery, device_node
+from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, Hop, KnowledgeDelivery, device_node
 
 if TYPE_CHECKING:
     from strategies.base import FederationContext

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from crlsc_fl.accelerator import ACCELERATORS, check_precision, module_device, resolve_device
-from crlsc_fl.config import ConfigError, from_flat
+from crlsc_fl.scenario.config import ConfigError, from_flat
 
 
 @pytest.mark.parametrize(

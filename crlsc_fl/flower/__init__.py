@@ -1,4 +1,5 @@
 """The Flower layer: the ServerApp (:mod:`.server`), the ClientApp (:mod:`.client`), the one
-place where messages and records are built and parsed (:mod:`.codec`), and the Grid wrapper
-that streams a round's replies (:mod:`.grid`). Everything below it (``crlsc_fl.federation``,
-``strategies``) sees plain Python values, except the strategies' Flower hooks."""
+place where messages and records are built and parsed (:mod:`.codec`), the Grid wrapper
+that streams a round's replies (:mod:`.grid`), and the server side of stage 2 (:mod:`.stage2_phase`).
+Everything below it (``crlsc_fl.scenario``, ``crlsc_fl.device``, ``crlsc_fl.bookkeeping``,
+``crlsc_fl.outputs``, ``strategies``) sees plain Python values, except the strategies' Flower hooks."""

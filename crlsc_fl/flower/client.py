@@ -6,7 +6,7 @@ Message kinds (their records: :mod:`crlsc_fl.flower.codec`):
   kNN evaluation, and the device's PKB / weights when asked (see ``RoundTask``).
 - ``train.decoder``: stage 2, a VQ-VAE decoder trained on the frozen encoder (PSNR/SSIM).
 
-Device state stays on the device (:mod:`crlsc_fl.federation.device_store`).
+Device state stays on the device (:mod:`crlsc_fl.device.device_store`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from functools import lru_cache
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from crlsc_fl.config import ScenarioConfig, from_flat
-from crlsc_fl.federation.device_round import run_device_round
-from crlsc_fl.federation.device_store import DeviceStore, state_root
-from crlsc_fl.federation.stage2_phase import device_decoder_metrics
+from crlsc_fl.device.device_round import run_device_round
+from crlsc_fl.device.device_store import DeviceStore, state_root
+from crlsc_fl.device.stage2_decoder import device_decoder_metrics
 from crlsc_fl.flower import codec
+from crlsc_fl.scenario.config import ScenarioConfig, from_flat
 
 app = ClientApp()
 

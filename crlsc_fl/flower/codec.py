@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
-from crlsc_fl.federation.device_round import RoundOutcome, RoundTask
-from crlsc_fl.federation.faults import digest
+from crlsc_fl.device.device_round import RoundOutcome, RoundTask
 from crlsc_fl.kb.knowledge_base import KnowledgeBaseError
+from crlsc_fl.scenario.faults import digest
 
 KB_PREFIX = "kb/"
 DECODER_MESSAGE = f"{MessageType.TRAIN}.decoder"

@@ -9,7 +9,7 @@ them), and logs, every few seconds, the devices done, the failed replies, elapse
 the running mean kNN top-1 of the replies so far, and calls ``on_round_end(round)`` once a
 round's replies are in. A resumed run starts counting at ``first_round`` + 1. ``timeout`` applies to each message from when it is pushed; a
 message whose destination node is no longer online is not waited for either. Each round's
-wall time goes to ``rounds.jsonl`` (through :class:`crlsc_fl.federation.run_dir.RunDirectory`).
+wall time goes to ``rounds.jsonl`` (through :class:`crlsc_fl.outputs.run_dir.RunDirectory`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from flwr.app import Message
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
-from crlsc_fl.federation.run_dir import RunDirectory
 from crlsc_fl.flower.codec import reply_accuracy
+from crlsc_fl.outputs.run_dir import RunDirectory
 
 
 class ProgressGrid:

@@ -3,11 +3,11 @@
 Run with ``python -m crlsc_fl.launch scenarios/quick.toml`` (or ``flwr run . --run-config
 scenarios/quick.toml`` with ``CRLSC_PROJECT_ROOT`` exported). Results go to
 ``<project root>/results/<scenario>/<run id>/``, all written by
-:class:`crlsc_fl.federation.run_dir.RunDirectory`;
+:class:`crlsc_fl.outputs.run_dir.RunDirectory`;
 ``summary.json`` says ``running``, ``completed`` or ``failed`` (with the first errors). A
 round with too few successful replies raises, so Flower too reports the run as failed.
 With ``scenario.resume = RUN_DIR`` the run recorded there is continued
-(:mod:`crlsc_fl.federation.checkpoint`).
+(:mod:`crlsc_fl.bookkeeping.checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from crlsc_fl.accelerator import release_cached_memory, resolve_device
-from crlsc_fl.config import ScenarioConfig, from_flat
-from crlsc_fl.federation.device_store import prune_previous_states, remove_topology_state, state_root
-from crlsc_fl.federation.devices import federated_data, plan_devices, sample_devices
-from crlsc_fl.federation.footprint import Footprint
-from crlsc_fl.federation.results import RunReport, read_metrics, summarize
-from crlsc_fl.federation.run_dir import RunDirectory
-from crlsc_fl.federation.stage2_phase import run_stage2
+from crlsc_fl.device.device_store import prune_previous_states, remove_topology_state, state_root
 from crlsc_fl.flower import codec
 from crlsc_fl.flower.grid import ProgressGrid
+from crlsc_fl.flower.stage2_phase import run_stage2
 from crlsc_fl.kb.mentor import build_mentor_knowledge
+from crlsc_fl.outputs.footprint import Footprint
+from crlsc_fl.outputs.results import RunReport, read_metrics, summarize
+from crlsc_fl.outputs.run_dir import RunDirectory
+from crlsc_fl.scenario.config import ScenarioConfig, from_flat
+from crlsc_fl.scenario.devices import federated_data, plan_devices, sample_devices
 from strategies import STRATEGIES
 from strategies.base import FederationContext, MentorPayloads
 

@@ -7,7 +7,7 @@
     crlsc-fl deploy SCENARIO [--supernodes N] [--rounds R] [--set ...] [--timeout S]
                  [--connect-timeout S] [--app DIR] [--keys DIR | --insecure]
                                                                  (= python -m crlsc_fl.deploy)
-    crlsc-fl compare RUN_DIR ... --out DIR                       (= python -m crlsc_fl.compare)
+    crlsc-fl compare RUN_DIR ... --out DIR                       (= python -m crlsc_fl.outputs.compare)
     crlsc-fl stage2 --run-dir DIR ... --out DIR                  (= python -m crlsc_fl.stage2)
     crlsc-fl keys DIR --nodes N [--host HOST ...] [--days D]     (= python -m crlsc_fl.launcher.keys)
 
@@ -144,7 +144,7 @@ COMMANDS = {
     "run": Command("crlsc_fl.launcher.cli:run_main", "run a scenario as a Flower simulation (= python -m crlsc_fl.launch)"),
     "deploy": Command("crlsc_fl.launcher.cli:deploy_main",
                       "run a scenario on SuperLink + SuperNodes on loopback, TLS + node keys (= python -m crlsc_fl.deploy)"),
-    "compare": Command("crlsc_fl.compare:main", "plot finished runs side by side (= python -m crlsc_fl.compare)"),
+    "compare": Command("crlsc_fl.outputs.compare:main", "plot finished runs side by side (= python -m crlsc_fl.outputs.compare)"),
     "stage2": Command("crlsc_fl.stage2.__main__:main",
                       "probe table and semantic-communication figures for encoders (= python -m crlsc_fl.stage2)"),
     "keys": Command("crlsc_fl.launcher.keys:main",

@@ -27,13 +27,13 @@ from crlsc_fl.launcher.errors import FlowerError
 FLOWER_HOMES = ".flwr"  # under the app root; Flower leaves it out of the FAB it builds
 # Environment variables holding paths: made absolute before Flower starts, because Flower
 # runs the ServerApp and the ClientApps from its own directories.
-# Read by crlsc_fl.federation.results: where a relative scenario.results-dir is anchored.
+# Read by crlsc_fl.outputs.results: where a relative scenario.results-dir is anchored.
 
 
 def checkout_root() -> Path:
     """This source checkout: the default Flower app root (it holds ``pyproject.toml``).
 
-    Not :func:`crlsc_fl.federation.run_dir.results_anchor`, which is where the *ServerApp*
+    Not :func:`crlsc_fl.outputs.run_dir.results_anchor`, which is where the *ServerApp*
     anchors relative results directories (``$CRLSC_PROJECT_ROOT``, set from the app root).
     """
     return Path(__file__).resolve().parents[2]

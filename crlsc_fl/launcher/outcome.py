@@ -54,7 +54,7 @@ def results_dir(project: Path, results_root: str, scenario_name: str, run_id: st
     """``<project>/<results-root>/<scenario>/<run-id>`` if it exists, else any ``*/<run-id>`` there."""
     if run_id is None:
         return None
-    from crlsc_fl.federation.run_dir import results_base  # lazy: the app's code, only once a run ended
+    from crlsc_fl.outputs.run_dir import results_base  # lazy: the app's code, only once a run ended
 
     base = results_base(results_root, project)
     expected = base / scenario_name / run_id

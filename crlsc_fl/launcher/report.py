@@ -15,7 +15,7 @@ ERROR_WIDTH = 300  # characters of one device error printed
 
 def device_state_root(env: Mapping[str, str]) -> Path:
     """Where the devices of a run started with ``env`` keep their state."""
-    from crlsc_fl.federation.device_store import state_root
+    from crlsc_fl.device.device_store import state_root
 
     return Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else state_root()
 
@@ -28,7 +28,7 @@ def shorten(text: str, limit: int = ERROR_WIDTH) -> str:
 def report_summary(summary_file: Path, code: int) -> int:
     """Settle a summary left ``running`` (the ServerApp was stopped from outside), print its
     failure and first errors; return the exit code (a ``failed`` summary fails the command)."""
-    from crlsc_fl.federation.failures import describe
+    from crlsc_fl.bookkeeping.failures import describe
 
     summary = json.loads(summary_file.read_text())
     if summary.get("status") == "running":
@@ -47,7 +47,7 @@ def report_summary(summary_file: Path, code: int) -> int:
 
 def report_run(results: Path | None, code: int, outcome_status: str, state_root: Path, run_key: str | None) -> int:
     """After the run: its summary's status and first errors, its device state; returns the exit code."""
-    from crlsc_fl.federation import run_state
+    from crlsc_fl.bookkeeping import run_state
 
     summary_file = results / "summary.json" if results else None
     if summary_file is not None and summary_file.is_file():
@@ -67,7 +67,7 @@ def report_run(results: Path | None, code: int, outcome_status: str, state_root:
 
 def clean_device_state(root: Path) -> int:
     """``--clean``: remove finished/abandoned runs' device state, list what is kept."""
-    from crlsc_fl.federation import run_state
+    from crlsc_fl.bookkeeping import run_state
 
     removed, kept = run_state.clean(root)
     for state, size in removed:

@@ -30,7 +30,7 @@ from crlsc_fl.launcher.signals import SignalGuard
 class RunPlan:
     """Everything :func:`execute` needs, validated beforehand."""
 
-    cfg: Any  # crlsc_fl.config.ScenarioConfig
+    cfg: Any  # crlsc_fl.scenario.config.ScenarioConfig
     run_config: Path  # the scenario, or a merged copy in ``tmp``
     tmp: Path  # temporary directory of the merged copy (removed by execute)
     project: Path  # the Flower app root

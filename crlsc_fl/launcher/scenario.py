@@ -1,7 +1,7 @@
 """Everything checked before Flower starts: the scenario and its overrides, user paths made
 absolute, the dataset loaded once; and the scenario of a run to resume.
 
-Any problem raises ``ValueError`` (``crlsc_fl.config.ConfigError`` is one) with a message
+Any problem raises ``ValueError`` (``crlsc_fl.scenario.config.ConfigError`` is one) with a message
 for the user; the commands print it and exit 2 before a process is started.
 """
 
@@ -22,7 +22,7 @@ from crlsc_fl.launcher.overrides import merged_run_config, parse_overrides
 
 def prepare_run_config(scenario: Path, overrides: Sequence[str], workdir: Path) -> tuple[Any, Path]:
     """Validate the scenario (then the scenario with overrides); return (config, run-config TOML path)."""
-    from crlsc_fl.config import load_scenario  # lazy: only the validation needs the app's code
+    from crlsc_fl.scenario.config import load_scenario  # lazy: only the validation needs the app's code
 
     cfg = load_scenario(scenario)
     values = parse_overrides(overrides)
@@ -64,7 +64,7 @@ def check_data(cfg: Any) -> None:
     """Load the scenario's dataset and partition now, before Ray starts: a missing dataset or an
     impossible partition is a user error (exit 2), not 100 failing devices. Where no data
     directory was named this also downloads it once (torchvision datasets)."""
-    from crlsc_fl.federation.devices import federated_data
+    from crlsc_fl.scenario.devices import federated_data
 
     federated_data(cfg)
 

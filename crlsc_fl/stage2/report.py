@@ -166,9 +166,9 @@ def run_encoder_files(run_dir: Path, state_dir: str | os.PathLike[str] | None = 
 
     A run directory's ``config.json`` names the run id; its devices saved their encoders
     under ``<state root>/<run id>/<topology>/device-<id>/encoder.pt`` (state root: ``state_dir``,
-    else ``$CRLSC_STATE_DIR``, else the cache; see :mod:`crlsc_fl.federation.device_store`).
+    else ``$CRLSC_STATE_DIR``, else the cache; see :mod:`crlsc_fl.device.device_store`).
     """
-    from crlsc_fl.federation.device_store import state_root
+    from crlsc_fl.device.device_store import state_root
 
     config_file = run_dir / "config.json"
     if not config_file.is_file():

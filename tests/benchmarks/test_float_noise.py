@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.float_noise import device_list, measure, perturbed_initial_weights
-from crlsc_fl.config import from_flat
-from crlsc_fl.federation import device_round
+from crlsc_fl.device import device_round
 from crlsc_fl.models.encoders import build_encoder
+from crlsc_fl.scenario.config import from_flat
 
 VALUES = {
     "devices.num-devices": 2, "data.dataset": "synthetic", "data.samples-per-device": 16, "data.test-samples": 20,

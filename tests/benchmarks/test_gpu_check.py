@@ -11,7 +11,7 @@ import torch
 
 from benchmarks import gpu_check
 from benchmarks.gpu_check import CheckError, compare, validate
-from crlsc_fl.config import load_scenario
+from crlsc_fl.scenario.config import load_scenario
 
 
 def write_run(run: Path, means: dict[str, float], per_device: dict[str, list[float]], config: dict | None = None,

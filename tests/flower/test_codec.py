@@ -9,7 +9,7 @@ import torch
 from flwr.app import Error, Message, MessageType
 from flwr.supercore.task_identity import TaskIdentity
 
-from crlsc_fl.federation.device_round import RoundOutcome, RoundTask
+from crlsc_fl.device.device_round import RoundOutcome, RoundTask
 from crlsc_fl.flower import codec
 from crlsc_fl.kb.knowledge_base import KnowledgeBaseError
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from crlsc_fl import deploy, launch
-from crlsc_fl.config import from_flat
 from crlsc_fl.launcher.cli import COMMANDS, build_parser, plan_run
 from crlsc_fl.launcher.keys import make_keys
 from crlsc_fl.launcher.modes import DEPLOYMENT, SIMULATION, Federation
+from crlsc_fl.scenario.config import from_flat
 
 SCRIPT = Path(sys.executable).parent / "crlsc-fl"  # installed by `pip install -e .` into the venv
 

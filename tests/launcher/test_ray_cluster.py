@@ -1,5 +1,5 @@
 """Checking a Ray address before anything starts, and handing it on (no cluster needed here;
-``tests/federation/test_ray_cluster_simulation.py`` runs on a real two-node cluster)."""
+``tests/flower/test_ray_cluster_simulation.py`` runs on a real two-node cluster)."""
 
 from __future__ import annotations
 

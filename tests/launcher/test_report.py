@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crlsc_fl.federation import run_state
+from crlsc_fl.bookkeeping import run_state
 from crlsc_fl.launcher.outcome import ExitCode
 from crlsc_fl.launcher.report import clean_device_state, device_state_root, report_run, shorten
 
