@@ -116,18 +116,20 @@ class KeyDoc(NamedTuple):
 
 def allowed_values(config_type: type, name: str) -> str:
     """What field ``name`` allows, read off its type: ``Literal`` choices, numeric bounds
-    (``Field(ge=...)``, :func:`in_range`); "" when the type says nothing more than its kind."""
+    (``Field(ge=...)``, :func:`in_range`), joined by "; "; "" when the type says nothing
+    more than its kind."""
     info = config_type.__pydantic_fields__[name]  # type: ignore[attr-defined]
     parts = []
     if get_origin(info.annotation) is Literal:
-        parts.append(" or ".join(f"`{choice}`" for choice in get_args(info.annotation)))
+        choices = [f"`{choice}`" for choice in get_args(info.annotation)]
+        parts.append(" or ".join(choices) if len(choices) < 3 else f"{', '.join(choices[:-1])} or {choices[-1]}")
     for item in info.metadata:  # Field(ge=...) and the like: annotated_types.Ge(ge=1), ...
         for attribute, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if hasattr(item, attribute):
                 parts.append(f"{sign} {getattr(item, attribute)}")
         if isinstance(item, AfterValidator) and hasattr(item.func, "interval"):
             parts.append(f"in {item.func.interval}")
-    return ", ".join(parts)
+    return "; ".join(parts)
 
 
 def key_docs(config: Any) -> list[KeyDoc]:

@@ -55,14 +55,15 @@ class KBMetadata:
 
 @component
 class KBConfig:
-    """Index parameters. ``index_type`` (``INDEX_TYPES``), ``m`` sub-vectors (must divide
-    dim), ``nbits`` per code (k* = 2**nbits), ``nlist``/``nprobe`` for ``ivfpq``."""
+    """A KB's FAISS index parameters (paper sec. 3.1)."""
 
-    index_type: IndexType = "pq"
-    m: PositiveInt = 48
-    nbits: CodeBits = 8
-    nlist: PositiveInt = 256
-    nprobe: PositiveInt = 16
+    index_type: Annotated[
+        IndexType, Field(description="FAISS index: `pq` (exhaustive search), `ivfpq` (inverted lists) or `flat` (exact, uncompressed)")
+    ] = "pq"
+    m: Annotated[PositiveInt, Field(description="PQ sub-vectors per vector (must divide the dimension)")] = 48
+    nbits: Annotated[CodeBits, Field(description="bits per sub-vector code (2**nbits centroids per sub-space)")] = 8
+    nlist: Annotated[PositiveInt, Field(description="inverted lists of an `ivfpq` index")] = 256
+    nprobe: Annotated[PositiveInt, Field(description="lists an `ivfpq` search scans")] = 16
 
     def index_settings(self) -> dict[str, object]:
         """The index fields alone (what a KB records in its metadata), also of a subclass."""

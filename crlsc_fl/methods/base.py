@@ -54,15 +54,21 @@ class TrainConfig:
     of the first call. ``total_steps``, ``total_epochs``, ``seed`` and ``augment`` are set by
     the code that trains (a federated device derives them from the scenario), not by a
     scenario's ``[train]`` table. ``one_pass``, ``channels_last`` and ``precision``: how the
-    forward work of a step runs (module docstring)."""
+    forward work of a step runs (module docstring). The fields' descriptions say the rest."""
 
-    batch_size: BatchSize = 256
-    lr: Positive = 0.005
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    temperature: Positive = 0.1
-    one_pass: bool = False
-    channels_last: bool = False
-    precision: Precision = "float32"
+    batch_size: Annotated[BatchSize, Field(description="images per step (the paper: 256)")] = 256
+    lr: Annotated[Positive, Field(description="Adam learning rate, annealed by a cosine schedule (the paper: 0.005)")] = 0.005
+    weight_decay: Annotated[float, Field(ge=0, description="Adam weight decay")] = 0.0
+    temperature: Annotated[Positive, Field(description="temperature of the contrastive loss (the paper: 0.1)")] = 0.1
+    one_pass: Annotated[
+        bool, Field(description="every view of a step (and a grounded method's anchors) in one forward pass: one BatchNorm batch")
+    ] = False
+    channels_last: Annotated[
+        bool, Field(description="encoder and inputs in NHWC layout (faster convolutions on CPUs with oneDNN and tensor-core GPUs)")
+    ] = False
+    precision: Annotated[
+        Precision, Field(description="forward pass precision: `float32` or `bfloat16` autocast (losses and optimizer stay float32)")
+    ] = "float32"
     total_epochs: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
     total_steps: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
     seed: int = Field(0, exclude=True)

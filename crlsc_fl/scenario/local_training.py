@@ -28,11 +28,19 @@ def kb_method_names() -> list[str]:
 
 @component
 class LocalTrainingConfig(TrainConfig):
-    batch_size: BatchSize = 32  # devices hold a few hundred images, not the paper's 50k
-    local_epochs: Annotated[int, Field(ge=1)] = 1
-    # steps per round whatever the shard's size (0: local_epochs epochs of the shard)
-    steps_per_round: Annotated[int, Field(ge=0)] = 0
-    kb_method: registered(kb_method_names) = "crlsc"  # type: ignore[valid-type]
+    batch_size: Annotated[
+        BatchSize, Field(description="images per step (devices hold a few hundred images, not the paper's 50k)")
+    ] = 32
+    local_epochs: Annotated[int, Field(ge=1, description="epochs of its shard a device trains per round")] = 1
+    steps_per_round: Annotated[
+        int, Field(ge=0, description="steps per round whatever the shard's size, equal compute for every device "
+                                     "(0: `local-epochs` epochs of the shard)")
+    ] = 0
+    kb_method: Annotated[
+        registered(kb_method_names),  # type: ignore[valid-type]
+        Field(description="method of the devices that are sent knowledge: `crlsc` (the paper) or `crlsc-grounded` "
+                          "(needs `kb.anchors > 0`)"),
+    ] = "crlsc"
 
     def for_device(self, device: int, seed: int, rounds: int) -> LocalTrainingConfig:
         """This device's settings: its own seed, the cosine schedule over all its rounds."""

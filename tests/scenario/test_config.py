@@ -1,23 +1,15 @@
-"""The scenario config: pyproject defaults, shipped scenarios, and clear errors for bad keys."""
+"""The scenario config: shipped scenarios, round trips, and clear errors for bad keys."""
 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from crlsc_fl.scenario.config import ConfigError, ScenarioConfig, flatten, from_flat, load_scenario, pyproject_block
+from crlsc_fl.scenario.config import ConfigError, from_flat, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_pyproject_app_config_is_the_generated_block() -> None:
-    text = (ROOT / "pyproject.toml").read_text()
-    assert pyproject_block() in text, "regenerate it: python -m crlsc_fl.scenario --write pyproject.toml"
-    table = tomllib.loads(text)["tool"]["flwr"]["app"]["config"]
-    assert flatten(table) == ScenarioConfig().to_flat()
 
 
 def test_flat_config_round_trips() -> None:
