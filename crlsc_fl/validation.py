@@ -3,16 +3,16 @@
 A component (the training settings of a method, a FAISS index, the mentor, the fusion of
 eq. 1-2, the stage-2 link, ...) declares its settings once, as a frozen dataclass decorated
 with :func:`component`: field types and constraints (``Annotated[int, Field(ge=1)]``,
-``Literal[...]``, :func:`registered` names, :func:`name_list`, :func:`mixture`) are the whole
-validation, checked by pydantic in strict mode (an ``int`` is no ``float``'s stand-in except
-where a float is expected, a ``bool`` is never an ``int``, a string is never parsed into a
-number). A scenario (``crlsc_fl.scenario.config.ScenarioConfig``) composes these classes, one per
+``Literal[...]``, ``Annotated[str, registered(...)]`` names, :func:`name_list`,
+:func:`mixture`, :func:`in_range`) are the whole validation, checked by pydantic in strict
+mode (an ``int`` is no ``float``'s stand-in except where a float is expected, a ``bool`` is
+never an ``int``, a string is never parsed into a number). A scenario (``crlsc_fl.scenario.config.ScenarioConfig``) composes these classes, one per
 TOML table; :func:`build_component` turns pydantic's errors into one :class:`ConfigError`
 naming the key as written in the TOML file, the bad value and what is allowed.
 
 Every scenario key says what it is where it is declared: ``Field(description=...)`` in its
 ``Annotated`` type. The comments of pyproject.toml's ``[tool.flwr.app.config]`` block and the
-key table of ``docs/keys.md`` are generated from these descriptions (:func:`key_docs`), with
+key table of ``docs/scenario-keys.md`` are generated from these descriptions (:func:`key_docs`), with
 the allowed values read off the type (``Literal`` choices, numeric bounds, :func:`in_range`).
 
 Fields marked ``Field(..., exclude=True)`` are set by code (a device's seed, a schedule's
@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, GetCoreSchemaHandler, PlainSerializer, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 T = TypeVar("T")
@@ -127,8 +127,8 @@ def allowed_values(config_type: type, name: str) -> str:
         for attribute, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if hasattr(item, attribute):
                 parts.append(f"{sign} {getattr(item, attribute)}")
-        if isinstance(item, AfterValidator) and hasattr(item.func, "interval"):
-            parts.append(f"in {item.func.interval}")
+        if isinstance(item, AfterValidator) and isinstance(item.func, Interval):
+            parts.append(f"in {item.func.text}")
     return "; ".join(parts)
 
 
@@ -149,23 +149,39 @@ def key_docs(config: Any) -> list[KeyDoc]:
 # -- constrained types ---------------------------------------------------------------------
 
 
-def in_range(kind: type, low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False) -> Any:
-    """An ``int`` or ``float`` in an interval, e.g. ``in_range(float, -20, 40)``; a value
-    outside it (NaN included) fails with ``out of range [-20, 40]``. Infinite ends are open."""
-    interval = (
-        f"{'(' if open_low or low == -math.inf else '['}{low:g}, {high:g}{')' if open_high or high == math.inf else ']'}"
-    )
+class Interval:
+    """The check of :func:`in_range`: a value in ``[low, high]`` (ends open as asked)."""
 
-    def check(value: float) -> float:
-        above = value > low if open_low else value >= low
-        below = value < high if open_high else value <= high
-        if not (above and below):
-            raise ValueError(f"out of range {interval}")
+    def __init__(self, low: float, high: float, open_low: bool, open_high: bool) -> None:
+        self.low, self.high, self.open_low, self.open_high = low, high, open_low, open_high
+        left = "(" if open_low or low == -math.inf else "["
+        right = ")" if open_high or high == math.inf else "]"
+        self.text = f"{left}{low:g}, {high:g}{right}"
+
+    def __call__(self, value: float) -> float:
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        if not (above and below):  # NaN is neither
+            raise ValueError(f"out of range {self.text}")
         return value
 
-    check.interval = interval  # type: ignore[attr-defined]
-    return Annotated[kind, AfterValidator(check)]
 
+def in_range(low: float, high: float = math.inf, *, open_low: bool = False, open_high: bool = False) -> AfterValidator:
+    """An ``int`` or ``float`` in an interval: ``Annotated[float, in_range(-20, 40)]``; a value
+    outside it (NaN included) fails with ``out of range [-20, 40]``. Infinite ends are open."""
+    return AfterValidator(Interval(low, high, open_low, open_high))
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """Several pydantic metadata items (validators, a serializer) as one ``Annotated`` item,
+    so that a constrained type reads ``Annotated[tuple[str, ...], name_list(...)]``: a type
+    a type checker understands, with the checks beside it."""
+
+    items: tuple[Any, ...]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return handler.generate_schema(Annotated[(source, *self.items)])  # type: ignore[arg-type]
 
 
 def _allowed(names: Callable[[], Iterable[str]]) -> Callable[[str], str]:
@@ -178,10 +194,11 @@ def _allowed(names: Callable[[], Iterable[str]]) -> Callable[[str], str]:
     return check
 
 
-def registered(names: Callable[[], Iterable[str]]) -> Any:
+def registered(names: Callable[[], Iterable[str]]) -> AfterValidator:
     """A ``str`` that must be one of ``names()`` (e.g. a registry's ``names``), looked up
-    when validated so that names registered later count too."""
-    return Annotated[str, AfterValidator(_allowed(names))]
+    when validated so that names registered later count too:
+    ``Annotated[str, registered(DATASETS.names)]``."""
+    return AfterValidator(_allowed(names))
 
 
 def split_commas(value: Any) -> Any:
@@ -191,9 +208,9 @@ def split_commas(value: Any) -> Any:
     return value
 
 
-def name_list(names: Callable[[], Iterable[str]]) -> Any:
+def name_list(names: Callable[[], Iterable[str]]) -> Steps:
     """A non-empty comma-separated list of allowed names, held as a tuple and written back
-    as ``"a,b"`` to TOML and Flower's run config."""
+    as ``"a,b"`` to TOML and Flower's run config: ``Annotated[tuple[str, ...], name_list(...)]``."""
 
     def check(items: tuple[str, ...]) -> tuple[str, ...]:
         if not items:
@@ -202,7 +219,7 @@ def name_list(names: Callable[[], Iterable[str]]) -> Any:
             _allowed(names)(item)
         return items
 
-    return Annotated[tuple[str, ...], BeforeValidator(split_commas), AfterValidator(check), PlainSerializer(",".join)]
+    return Steps((BeforeValidator(split_commas), AfterValidator(check), PlainSerializer(",".join)))
 
 
 MIXTURE_FORMAT = "'name:0.5,other:0.5'"
@@ -238,8 +255,9 @@ def number(text: str, what: str, fmt: str) -> float:
         raise ValueError(f"{what} is {text!r}, not a number (format {fmt})") from None
 
 
-def mixture(names: Callable[[], Iterable[str]]) -> Any:
-    """``"a:0.6,b:0.4"`` -> {name: weight}, weights > 0 summing to 1; written back as text."""
+def mixture(names: Callable[[], Iterable[str]]) -> Steps:
+    """``"a:0.6,b:0.4"`` -> {name: weight}, weights > 0 summing to 1; written back as text:
+    ``Annotated[dict[str, float], mixture(...)]``."""
 
     def parse(value: Any) -> Any:
         if not isinstance(value, str):
@@ -253,4 +271,4 @@ def mixture(names: Callable[[], Iterable[str]]) -> Any:
     def write(weights: dict[str, float]) -> str:
         return ",".join(f"{name}:{weight!r}" for name, weight in weights.items())
 
-    return Annotated[dict[str, float], BeforeValidator(parse), AfterValidator(check), PlainSerializer(write)]
+    return Steps((BeforeValidator(parse), AfterValidator(check), PlainSerializer(write)))

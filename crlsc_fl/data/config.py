@@ -17,7 +17,7 @@ class DataConfig:
     split and the devices' shards, and how much of it each device uses."""
 
     dataset: Annotated[
-        registered(DATASETS.names),  # type: ignore[valid-type]
+        str, registered(DATASETS.names),
         Field(description="the dataset (`cifar10`, `cifar100`, `stl10`; `synthetic` for tests)"),
     ] = "cifar10"
     data_dir: Annotated[

@@ -53,7 +53,7 @@ class MentorConfig(KBConfig):
                                         "images) or `random` (unit Gaussian vectors of the same shape: the control)")
     ] = "text"
     server_model: Annotated[
-        registered(SERVER_MODELS.names),  # type: ignore[valid-type]
+        str, registered(SERVER_MODELS.names),
         Field(description="the server's model S_e: `minilm` (text), `open_clip`, `efficientnet-lite2` or `efficientnet-lite0` (image)"),
     ] = "minilm"
     open_clip_model: Annotated[str, Field(description="open_clip model name (`server-model = \"open_clip\"`)")] = "ViT-B-32"
@@ -64,11 +64,11 @@ class MentorConfig(KBConfig):
         int, Field(ge=32, description="EfficientNet-Lite input side (CIFAR images are resized bicubically)")
     ] = 128
     class_names: Annotated[
-        registered(CLASS_NAMES.names),  # type: ignore[valid-type]
+        str, registered(CLASS_NAMES.names),
         Field(description="class-name list of the text SKB's prompts (`imagenet`, `cifar10`, `cifar100`)"),
     ] = "imagenet"
     templates: Annotated[
-        registered(TEMPLATES.names),  # type: ignore[valid-type]
+        str, registered(TEMPLATES.names),
         Field(description="prompt templates of the text SKB (`paper`: \"a photo of a {}.\", `simple`, `openai`: open_clip's sets)"),
     ] = "simple"
     dim: Annotated[

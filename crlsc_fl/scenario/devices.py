@@ -75,11 +75,11 @@ class DevicesConfig:
                           "(e.g. `resnet18@0.25:0.6`) gives that architecture its own width in (0, 4], others get `devices.width`"),
     ] = Field(default_factory=lambda: parse_architectures("resnet18:0.6,resnet34:0.3,resnet50:0.1"))
     stem: Annotated[
-        registered(lambda: STEMS),  # type: ignore[valid-type]
+        str, registered(lambda: STEMS),
         Field(description="ResNet stem: `imagenet` (7x7 conv + max-pool, torchvision's) or `cifar` (3x3 conv, no pool)"),
     ] = "imagenet"
     profiles: Annotated[
-        mixture(lambda: COMPUTE_PROFILES),  # type: ignore[valid-type]
+        dict[str, float], mixture(lambda: COMPUTE_PROFILES),
         Field(description="compute profiles in proportions (`low`, `mid`, `high`: 50, 200, 800 images/s), which turn counted "
                           "work into simulated seconds"),
     ] = Field(default_factory=lambda: {"low": 0.3, "mid": 0.5, "high": 0.2})

@@ -37,7 +37,7 @@ class LocalTrainingConfig(TrainConfig):
                                      "(0: `local-epochs` epochs of the shard)")
     ] = 0
     kb_method: Annotated[
-        registered(kb_method_names),  # type: ignore[valid-type]
+        str, registered(kb_method_names),
         Field(description="method of the devices that are sent knowledge: `crlsc` (the paper) or `crlsc-grounded` "
                           "(needs `kb.anchors > 0`)"),
     ] = "crlsc"

@@ -33,7 +33,7 @@ class RunConfig:
         str, AfterValidator(plain_name), Field(description="the run's name: results go to `<results-dir>/<name>/<run id>/`")
     ] = "quick"
     topologies: Annotated[
-        name_list(topology_names),  # type: ignore[valid-type]
+        tuple[str, ...], name_list(topology_names),
         Field(description="comma-separated topologies, run one after another (`local`, `cloud-edge`, `p2p`, `hybrid`, `fedavg`)"),
     ] = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")
     rounds: Annotated[int, Field(ge=1, description="federated rounds of each topology")] = 2

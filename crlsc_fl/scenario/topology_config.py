@@ -37,7 +37,7 @@ class TopologyConfig:
 
     edges: Annotated[int, Field(ge=1, description="`cloud-edge`: edge servers that relay the mentor's knowledge")] = 10
     graph: Annotated[
-        registered(graph_names),  # type: ignore[valid-type]
+        str, registered(graph_names),
         Field(description="`p2p`: the peer graph, `ring`, `k-regular` (with `degree`), `small-world` (`degree`, `rewire-p`) "
                           "or `erdos-renyi` (`edge-p`)"),
     ] = "ring"
@@ -48,7 +48,7 @@ class TopologyConfig:
         P2PWarmup, Field(description="what `p2p` devices start from: local training (`local`) or the SKB (`skb`)")
     ] = "local"
     hybrid_mentors: Annotated[
-        name_list(ENCODERS.names),  # type: ignore[valid-type]
+        tuple[str, ...], name_list(ENCODERS.names),
         Field(description="`hybrid`: the architectures whose devices mentor the others (comma-separated)"),
     ] = ("resnet50", "resnet34")
     peer_knowledge: Annotated[

@@ -33,8 +33,8 @@ SNR_RANGE_DB = (-20.0, 40.0)
 BER_RANGE = (0.0, 0.5)
 # a channel's parameters are component fields: build_channel reports a bad one as
 # ``awgn.snr-db=-40: out of range [-20, 40]``
-SnrDb = Annotated[in_range(float, *SNR_RANGE_DB), Field(description="Es/N0 in dB")]
-BitErrorRate = Annotated[in_range(float, *BER_RANGE), Field(description="probability that a bit flips")]
+SnrDb = Annotated[float, in_range(*SNR_RANGE_DB), Field(description="Es/N0 in dB")]
+BitErrorRate = Annotated[float, in_range(*BER_RANGE), Field(description="probability that a bit flips")]
 _check_snr_db, _check_ber = checked(SnrDb, "snr_db"), checked(BitErrorRate, "ber")
 
 Bits = TypeVar("Bits", torch.Tensor, np.ndarray)

@@ -62,7 +62,7 @@ class LinkConfig:
     (layer2: 4x4 map, 128 bits) send more bits and reconstruct better, at a higher cost."""
 
     layer: Annotated[
-        registered(lambda: FEATURE_LAYERS),  # type: ignore[valid-type]
+        str, registered(lambda: FEATURE_LAYERS),
         Field(description="encoder layer whose feature map z_e(x) is quantised "
                           "(2x2 map with the imagenet stem on 32x32 images, 8x8 with the cifar stem)"),
     ] = "layer3"

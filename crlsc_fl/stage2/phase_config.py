@@ -30,7 +30,7 @@ class Stage2Config(LinkConfig):
     train_samples: Annotated[int, Field(ge=2, description="images of its shard a device trains its link on")] = 64
     eval_samples: Annotated[int, Field(ge=1, description="other images of its shard on which a device reports PSNR / SSIM")] = 64
     channel: Annotated[
-        registered(CHANNELS.names), Field(description="the channel the indices cross: `ideal`, `bsc`, `awgn` or `rayleigh`")  # type: ignore[valid-type]
+        str, registered(CHANNELS.names), Field(description="the channel the indices cross: `ideal`, `bsc`, `awgn` or `rayleigh`")
     ] = "awgn"
     snr_db: Annotated[SnrDb, Field(description="Es/N0 in dB of the `awgn` and `rayleigh` channels")] = 10.0
     ber: Annotated[BitErrorRate, Field(description="bit-error rate of the `bsc` channel")] = 0.01

@@ -44,7 +44,7 @@ def mlp_probe(in_features: int, num_classes: int, hidden: int) -> nn.Module:
     )
 
 
-PositiveInt = in_range(int, 1)
+PositiveInt = Annotated[int, in_range(1)]
 
 
 @component
@@ -53,8 +53,8 @@ class ProbeConfig:
 
     epochs: Annotated[PositiveInt, Field(description="passes over the training features")] = 30
     batch_size: Annotated[PositiveInt, Field(description="features per step")] = 256
-    lr: Annotated[in_range(float, 0, open_low=True), Field(description="Adam learning rate")] = 1e-3
-    weight_decay: Annotated[in_range(float, 0), Field(description="Adam weight decay")] = 1e-5
+    lr: Annotated[float, in_range(0, open_low=True), Field(description="Adam learning rate")] = 1e-3
+    weight_decay: Annotated[float, in_range(0), Field(description="Adam weight decay")] = 1e-5
     hidden: Annotated[PositiveInt, Field(description="hidden units of the `mlp` probe's layers")] = 512
     seed: Annotated[int, Field(description="seed of the probe's initial weights and batch order")] = 0
 

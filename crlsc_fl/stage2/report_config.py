@@ -31,7 +31,7 @@ DEFAULT_BER = (1e-3, 1e-2, 0.05, 0.2, 0.5)
 # arrive intact and the PSNR is the ideal channel's
 DEFAULT_TABLE_SNR_DB = (-5.0, 0.0, 5.0)
 
-PositiveInt = in_range(int, 1)
+PositiveInt = Annotated[int, in_range(1)]
 
 
 @component
@@ -50,7 +50,7 @@ class ReportConfig:
     train_samples: Annotated[PositiveInt, Field(description="training images per dataset (probes, link)")] = 2000
     test_samples: Annotated[PositiveInt, Field(description="test images per dataset")] = 1000
     probe_layer: Annotated[
-        registered(lambda: FEATURE_LAYERS), Field(description="encoder layer pooled for the probes")  # type: ignore[valid-type]
+        str, registered(lambda: FEATURE_LAYERS), Field(description="encoder layer pooled for the probes")
     ] = "layer4"
     link: Annotated[
         LinkConfig, Field(description="the link's settings (5 epochs on 2,000 images: ~21 CPU-s per encoder, half its time)")
@@ -64,14 +64,14 @@ class ReportConfig:
     table_snr_db: Annotated[
         tuple[SnrDb, ...], Field(description="AWGN SNRs of the paired table, swept besides `snr_db`")
     ] = DEFAULT_TABLE_SNR_DB
-    gamma: Annotated[in_range(float, 0, open_low=True), Field(description="low-light gamma")] = DEFAULT_GAMMA
+    gamma: Annotated[float, in_range(0, open_low=True), Field(description="low-light gamma")] = DEFAULT_GAMMA
     brightness: Annotated[
-        in_range(float, 0, 1, open_low=True), Field(description="low-light brightness gain")
+        float, in_range(0, 1, open_low=True), Field(description="low-light brightness gain")
     ] = DEFAULT_BRIGHTNESS
     grid_columns: Annotated[PositiveInt, Field(description="images per row of the reconstruction grids")] = 8
     grid_pairs: Annotated[PositiveInt, Field(description="rows of original / reconstruction pairs in the grids")] = 4
     figure_devices: Annotated[
-        in_range(int, 0), Field(description="reconstruction / degradation figures for this many devices per topology")
+        int, in_range(0), Field(description="reconstruction / degradation figures for this many devices per topology")
     ] = 1
     arch: Annotated[str | None, Field(description="fail unless every encoder has this architecture")] = None
     stem: Annotated[str | None, Field(description="fail unless every encoder has this stem")] = None
@@ -79,7 +79,7 @@ class ReportConfig:
     skip_link: Annotated[bool, Field(description="no link")] = False
     seed: Annotated[int, Field(description="seed of the samples, probes, links and channels")] = 0
     accelerator: Annotated[
-        registered(lambda: ACCELERATORS),  # type: ignore[valid-type]
+        str, registered(lambda: ACCELERATORS),
         Field(description="where encoders, probes and links run: `cpu`, `cuda` or `auto`"),
     ] = "cpu"
 

@@ -41,7 +41,7 @@ def test_every_scenario_key_is_described_once() -> None:
 class _Example:
     mode: Annotated[Literal["a", "b", "c"], Field(description="the mode")] = "a"
     count: Annotated[int, Field(ge=1, description="how many")] = 2
-    snr: Annotated[in_range(float, -20, 40), Field(description="the SNR")] = 10.0
+    snr: Annotated[float, in_range(-20, 40), Field(description="the SNR")] = 10.0
     fraction: Annotated[float, Field(gt=0, le=1, description="a fraction")] = 0.5
 
 
