@@ -24,9 +24,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, cast, dataclass_transform, get_args, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, GetCoreSchemaHandler, PlainSerializer, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, PlainSerializer, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 T = TypeVar("T")
@@ -39,10 +39,12 @@ class ConfigError(ValueError):
     """A scenario key or value is invalid; the message says which and what is allowed."""
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(Field, dataclasses.field))
 def component(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen, validated component config (a pydantic dataclass: positional
-    and keyword construction, ``dataclasses.replace`` and ``fields`` work as usual)."""
-    return pydantic_dataclass(frozen=True, config=COMPONENT_CONFIG)(cls)  # type: ignore[return-value]
+    and keyword construction, ``dataclasses.replace`` and ``fields`` work as usual; to a
+    type checker, a frozen dataclass)."""
+    return cast("type[T]", pydantic_dataclass(frozen=True, config=COMPONENT_CONFIG)(cls))
 
 
 def scenario_fields(config_type: type) -> list[dataclasses.Field]:  # type: ignore[type-arg]
