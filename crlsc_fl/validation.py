@@ -47,7 +47,7 @@ def component(cls: type[T]) -> type[T]:
     return cast("type[T]", pydantic_dataclass(frozen=True, config=COMPONENT_CONFIG)(cls))
 
 
-def scenario_fields(config_type: type) -> list[dataclasses.Field]:  # type: ignore[type-arg]
+def scenario_fields(config_type: type) -> list[dataclasses.Field[Any]]:
     """The fields of a component that are scenario keys (those not marked ``exclude``)."""
     infos = getattr(config_type, "__pydantic_fields__", {})
     return [f for f in dataclasses.fields(config_type) if not (f.name in infos and infos[f.name].exclude)]
@@ -57,7 +57,7 @@ def base_view(config: Any, base: type[T], **changes: Any) -> T:
     """``config`` (an instance of a subclass of ``base``) as a plain ``base``: the settings a
     component needs from a scenario table that extends its config (e.g. the stage-2 table
     is the link's config plus the federation's own keys)."""
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(base)}
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cast(type, base))}
     return base(**{**values, **changes})
 
 
@@ -183,7 +183,7 @@ class Steps:
     items: tuple[Any, ...]
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return handler.generate_schema(Annotated[(source, *self.items)])  # type: ignore[arg-type]
+        return handler.generate_schema(Annotated[(source, *self.items)])
 
 
 def _allowed(names: Callable[[], Iterable[str]]) -> Callable[[str], str]:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -17,11 +18,11 @@ from crlsc_fl.registry import Registry
 if TYPE_CHECKING:
     from crlsc_fl.scenario.topology_config import TopologyConfig
 
-GRAPHS: Registry[object] = Registry("graph")
+GRAPHS: Registry[Callable[[int, TopologyConfig, int], nx.Graph]] = Registry("graph")
 MAX_TRIES = 200
 
 
-def _connected(make, seed: int, what: str) -> nx.Graph:  # type: ignore[no-untyped-def]
+def _connected(make: Callable[[int], nx.Graph], seed: int, what: str) -> nx.Graph:
     for attempt in range(MAX_TRIES):
         graph = make(seed + attempt)
         if nx.is_connected(graph):
@@ -62,7 +63,7 @@ def erdos_renyi(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
 
 def peer_graph(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
     """The scenario's peer graph over devices 0..n-1."""
-    return GRAPHS.get(topo.graph)(n, topo, seed)  # type: ignore[operator]
+    return GRAPHS.get(topo.graph)(n, topo, seed)
 
 
 def neighbours(graph: nx.Graph) -> dict[int, list[int]]:

@@ -9,7 +9,7 @@ cloud -> edge -> device, PKBs device -> device (the server relays them: Flower i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, Hop, KnowledgeDelivery, device_node
 
@@ -44,19 +44,19 @@ class DevicePlans:
         key = self.delivery.offer(*anchors)
         return key, {key: self.cloud_route(device)}
 
-    def local(self, device: int, **kwargs: object) -> DevicePlan:
+    def local(self, device: int, **kwargs: Any) -> DevicePlan:
         """No KB to learn from: plain DCL, or DCL plus anchor alignment for grounded devices
         (so that their PKBs live in the shared space from the first round)."""
         anchor, routes = self.anchor_route(device)
-        return DevicePlan("crlsc-grounded" if anchor else "dcl", (), routes, anchor_key=anchor, **kwargs)  # type: ignore[arg-type]
+        return DevicePlan("crlsc-grounded" if anchor else "dcl", (), routes, anchor_key=anchor, **kwargs)
 
-    def mentor(self, device: int, **kwargs: object) -> DevicePlan:
+    def mentor(self, device: int, **kwargs: Any) -> DevicePlan:
         """Mentor-to-device: train with the SKB (and the anchors), delivered cloud -> edge -> device."""
         key = self.delivery.offer(*self.ctx.mentor().skb)
         anchor, routes = self.anchor_route(device)
-        return DevicePlan(self.kb_method, (key,), {key: self.cloud_route(device), **routes}, anchor_key=anchor, **kwargs)  # type: ignore[arg-type]
+        return DevicePlan(self.kb_method, (key,), {key: self.cloud_route(device), **routes}, anchor_key=anchor, **kwargs)
 
-    def peers(self, device: int, peers: Iterable[int], absent: Mapping[int, str], **kwargs: object) -> DevicePlan:
+    def peers(self, device: int, peers: Iterable[int], absent: Mapping[int, str], **kwargs: Any) -> DevicePlan:
         """Device-to-device: train with the peers' latest PKBs (:meth:`local` if none yet).
         A peer ``absent`` this round sends nothing: the device uses the newest PKB of it that
         it holds. Grounded devices also get the anchors from the cloud (once). With
@@ -74,5 +74,5 @@ class DevicePlans:
             return self.local(device, **kwargs)
         anchor, anchor_routes = self.anchor_route(device)
         kb_keys, peer_anchor_keys = ((), tuple(keys)) if self.ctx.cfg.topology.peer_knowledge != "pkb" else (tuple(keys), ())
-        return DevicePlan(self.kb_method, kb_keys, {**routes, **anchor_routes}, anchor_key=anchor,  # type: ignore[arg-type]
+        return DevicePlan(self.kb_method, kb_keys, {**routes, **anchor_routes}, anchor_key=anchor,
                           peer_anchor_keys=peer_anchor_keys, **kwargs)

@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class PKBConfig(KBConfig):
     nbits: Annotated[
         CodeBits, Field(description="bits per sub-vector code, capped at log2 of the shard's size (PQ needs 2**nbits training vectors)")
     ] = 6
-    nlist: int = Field(256, ge=1, exclude=True)
+    nlist: int = Field(default=256, ge=1, exclude=True)
     samples: Annotated[int, Field(ge=0, description="images of its shard a device encodes into its PKB (0: the whole shard)")] = 0
 
     def for_shard(self, dim: int, count: int) -> KBConfig:
@@ -73,7 +73,7 @@ class PKBConfig(KBConfig):
 
 
 def build_pkb(
-    encoder: LocalEncoder, images: np.ndarray, config: KBConfig | None = None, source: str = "device", **extra: object
+    encoder: LocalEncoder, images: np.ndarray, config: KBConfig | None = None, source: str = "device", **extra: Any
 ) -> KnowledgeBase:
     """PKB: a trained device encoder's projections q of its private images (paper sec. 3.1).
 

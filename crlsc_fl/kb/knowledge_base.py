@@ -18,7 +18,7 @@ or centroids).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, cast, get_args
 
 import faiss
 import numpy as np
@@ -133,7 +133,7 @@ class KnowledgeBase:
             _configure_clustering(index, seed)
             index.train(data)
         index.add(data)
-        if config.index_type == "ivfpq":
+        if isinstance(index, faiss.IndexIVFPQ):  # config.index_type == "ivfpq"
             index.make_direct_map()  # lets reconstruct() find vectors by id
         meta = KBMetadata(source, modality, model, dim, count, config.index_type, dict(extra, **config.index_settings()))
         return cls(index, meta)
@@ -223,7 +223,7 @@ class KnowledgeBase:
             )
         if isinstance(index, faiss.IndexIVFPQ):
             index.make_direct_map()
-            index.nprobe = int(meta.extra.get("nprobe", 16))
+            index.nprobe = int(cast(int, meta.extra.get("nprobe", 16)))
         return cls(index, meta)
 
 

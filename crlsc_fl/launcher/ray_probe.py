@@ -13,6 +13,7 @@ environment the ClientApps get (the launcher's ``CRLSC_*`` paths as runtime env 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> int:
     import ray
 
     runtime_env = {"env_vars": request["env_vars"]} if request.get("env_vars") else None
-    ray.init(address=address, log_to_driver=False, logging_level="ERROR", include_dashboard=False, runtime_env=runtime_env)
+    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False, runtime_env=runtime_env)
     try:
         print(PREFIX + json.dumps(survey(request)), flush=True)
     finally:

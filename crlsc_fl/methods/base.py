@@ -69,9 +69,9 @@ class TrainConfig:
     precision: Annotated[
         Precision, Field(description="forward pass precision: `float32` or `bfloat16` autocast (losses and optimizer stay float32)")
     ] = "float32"
-    total_epochs: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
-    total_steps: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
-    seed: int = Field(0, exclude=True)
+    total_epochs: Annotated[int, Field(ge=1)] | None = Field(default=None, exclude=True)
+    total_steps: Annotated[int, Field(ge=1)] | None = Field(default=None, exclude=True)
+    seed: int = Field(default=0, exclude=True)
     augment: AugmentConfig = Field(default_factory=AugmentConfig, exclude=True)
 
 
@@ -110,11 +110,11 @@ class Stage1Method(nn.Module):
             encoder = encoder.to(self.device)
         # NHWC parameters; state dicts load into either layout, so stored states are unaffected
         self.encoder = encoder.to(memory_format=torch.channels_last) if self.config.channels_last else encoder
-        self.loss_fn = DCLLoss(self.config.temperature)
+        self.loss_fn: nn.Module = DCLLoss(self.config.temperature)
         self.augment = SimCLRAugment(self.config.augment)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.scheduler: torch.optim.lr_scheduler.CosineAnnealingLR | None = None
         self.kb: KnowledgeBase | None = None
         if kb is not None or self.needs_kb:
             self.set_knowledge_base(kb)
@@ -205,7 +205,7 @@ class Stage1Method(nn.Module):
         batch = min(self.config.batch_size, count)
         steps_per_epoch = count // batch
         total = steps if steps is not None else steps_per_epoch * epochs
-        self._check_bfloat16_shapes(tuple(pixels.shape[1:3]))
+        self._check_bfloat16_shapes((pixels.shape[1], pixels.shape[2]))
         self._ensure_optimizer(steps_per_epoch, total)
         assert self.optimizer is not None and self.scheduler is not None
         self.encoder.train()

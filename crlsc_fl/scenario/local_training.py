@@ -11,7 +11,7 @@ scenario (:meth:`for_device`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -23,7 +23,7 @@ from crlsc_fl.validation import component, registered
 
 def kb_method_names() -> list[str]:
     """The registered methods that learn from a knowledge base (the CRLSC family)."""
-    return [name for name in METHODS if issubclass(METHODS.get(name), CRLSCMethod)]  # type: ignore[arg-type]
+    return [name for name in METHODS if issubclass(METHODS.get(name), CRLSCMethod)]
 
 
 @component
@@ -44,7 +44,9 @@ class LocalTrainingConfig(TrainConfig):
 
     def for_device(self, device: int, seed: int, rounds: int) -> LocalTrainingConfig:
         """This device's settings: its own seed, the cosine schedule over all its rounds."""
-        schedule = {"total_steps": rounds * self.steps_per_round} if self.steps_per_round else {"total_epochs": rounds * self.local_epochs}
+        schedule: dict[str, Any] = (
+            {"total_steps": rounds * self.steps_per_round} if self.steps_per_round else {"total_epochs": rounds * self.local_epochs}
+        )
         return dataclasses.replace(self, seed=seed * 100_003 + device, **schedule)
 
     def round_steps(self, shard_size: int) -> int:

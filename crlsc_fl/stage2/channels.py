@@ -78,12 +78,14 @@ class Channel(ABC):
 
     def transmit(self, bits: Bits, generator: torch.Generator | int | None = None) -> Bits:
         """Send ``bits`` (0/1 values, any shape); numpy in -> numpy out, torch in -> torch out."""
-        as_numpy = isinstance(bits, np.ndarray)
-        tensor = torch.from_numpy(np.ascontiguousarray(bits)) if as_numpy else bits
+        if isinstance(bits, np.ndarray):
+            return self._transmit(torch.from_numpy(np.ascontiguousarray(bits)), generator).numpy()
+        return self._transmit(bits, generator)
+
+    def _transmit(self, tensor: torch.Tensor, generator: torch.Generator | int | None) -> torch.Tensor:
         sent = tensor.reshape(-1).to(device="cpu", dtype=torch.bool)
         received = self._send(sent, as_generator(generator)) if sent.numel() else sent
-        out = received.reshape(tensor.shape).to(device=tensor.device, dtype=tensor.dtype)
-        return out.numpy() if as_numpy else out
+        return received.reshape(tensor.shape).to(device=tensor.device, dtype=tensor.dtype)
 
     @abstractmethod
     def _send(self, bits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

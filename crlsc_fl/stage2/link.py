@@ -80,7 +80,7 @@ class LinkConfig:
     kmeans_iterations: Annotated[
         int, Field(ge=0, description="k-means iterations that initialise the codebook from the training features (0: random codes)")
     ] = 10
-    seed: int = Field(0, exclude=True)
+    seed: int = Field(default=0, exclude=True)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> LinkConfig:
@@ -377,7 +377,7 @@ def train_device_decoder(
     trained = train_decoder(frozen, train_images, link_config, link=link, device=device)
     evaluation = train_images if eval_images is None else eval_images
     normal = evaluate_link(trained.link, evaluation, [eval_channel], seed=link_config.seed)[0]
-    dark_images = darken(evaluation)
+    dark_images = darken(evaluation)  # type: ignore[type-var]  # one of the two image types, not known which
     dark = evaluate_link(trained.link, dark_images, [eval_channel], seed=link_config.seed)[0]
     if save_path is not None:
         save_link(trained.link, save_path)

@@ -175,7 +175,7 @@ def paired_markdown(paired: Mapping[str, Any]) -> str:
                 cell += f" ({_signed(diff, digits)})"
             cells.append(cell)
         lines.append(f"| `{topology}` | {len(entry['devices'])} | " + " | ".join(cells) + " |")
-    archs = defaultdict(int)
+    archs: defaultdict[str, int] = defaultdict(int)
     for arch in paired["architectures"].values():
         archs[arch] += 1
     lines += [

@@ -254,8 +254,9 @@ def make_report(
         run_all(task, todo, jobs, threads, on_result=finished)
     except ItemFailed as err:
         done = len(list(store.folder.glob("*.json")))
+        label = err.item.entry.label if isinstance(err.item, EncoderJob) else err.item
         raise RuntimeError(
-            f"stage 2 stopped: encoder {err.item.entry.label} failed ({err}); {done} finished encoders are kept in "
+            f"stage 2 stopped: encoder {label} failed ({err}); {done} finished encoders are kept in "
             f"{store.folder}, and running the same command again continues from them"
         ) from err.error
     ordered = [results[e.label] for e in entries]
