@@ -31,6 +31,7 @@ from crlsc_fl.device import device_round
 from crlsc_fl.device.device_round import RoundTask, run_device_round
 from crlsc_fl.device.device_store import DeviceStore
 from crlsc_fl.kb.mentor import build_mentor_knowledge
+from crlsc_fl.methods import METHODS, Need
 from crlsc_fl.scenario.config import ScenarioConfig, load_scenario
 from crlsc_fl.scenario.devices import federated_data
 
@@ -57,7 +58,8 @@ def perturbed_initial_weights(relative: float) -> Iterator[None]:
 def final_knn(cfg: ScenarioConfig, device: int, root: Path, blobs: dict[str, bytes], dim: int) -> dict[str, float]:
     """{topology: kNN top-1 after the last round} of one device, both topologies."""
     out = {}
-    for topology, method, keys in [("local", "dcl", {}), ("cloud-edge", cfg.train.kb_method, {"kb_keys": ("skb",), "anchor_key": "anchors"})]:
+    mentored = {"kb_keys": ("skb",), **({"anchor_key": "anchors"} if Need.ANCHORS in METHODS.get(cfg.train.kb_method).uses() else {})}
+    for topology, method, keys in [("local", "dcl", {}), ("cloud-edge", cfg.train.kb_method, mentored)]:
         store = DeviceStore(root, "float-noise", topology, device)
         for server_round in range(1, cfg.scenario.rounds + 1):
             task = RoundTask(topology, server_round, method, dim, **keys)  # type: ignore[arg-type]
@@ -67,7 +69,8 @@ def final_knn(cfg: ScenarioConfig, device: int, root: Path, blobs: dict[str, byt
 
 
 def measure(cfg: ScenarioConfig, devices: Sequence[int], perturbation: float) -> dict[str, Any]:
-    knowledge = build_mentor_knowledge(cfg.kb, federated_data(cfg).public_split(), seed=cfg.scenario.seed)
+    public = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed).public_split()
+    knowledge = build_mentor_knowledge(cfg.kb, public, seed=cfg.scenario.seed)
     if knowledge.anchors is None:
         raise ValueError("the scenario's mentor has no anchors (kb.anchors = 0): the cloud-edge run needs them")
     blobs = {"skb": knowledge.skb.to_bytes(), "anchors": knowledge.anchors.to_bytes()}

@@ -30,48 +30,24 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
+from crlsc_fl import codec
 from crlsc_fl.bookkeeping.failures import check_round, error_fields
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, KnowledgeDelivery, device_node
 from crlsc_fl.device.device_round import RoundTask
-from crlsc_fl.flower import codec
-from crlsc_fl.outputs.run_dir import RunDirectory, error_row
-from crlsc_fl.scenario.config import ScenarioConfig
-from crlsc_fl.scenario.devices import DeviceSpec
+from crlsc_fl.outputs.run_dir import error_row
 from crlsc_fl.scenario.faults import digest, dropped_devices, tampered_kb
+from strategies.context import FederationContext
 from strategies.plans import DevicePlans
 
 log = logging.getLogger("crlsc_fl")
 Delivery = tuple[int, RoundTask, dict[str, bytes], ArrayRecord | None]  # device, task, blobs to send, weights
 ROUND_METRICS = ("knn_top1", "knn_top5", "loss")  # averaged over devices for Flower's history
-
-
-@dataclass(frozen=True)
-class MentorPayloads:
-    """The server's knowledge as it goes on the wire: the SKB and, when the devices are
-    grounded, the anchor set, each as (key, bytes)."""
-
-    skb: tuple[str, bytes]
-    anchors: tuple[str, bytes] | None = None
-
-
-@dataclass
-class FederationContext:
-    """What the ServerApp hands every strategy."""
-
-    cfg: ScenarioConfig
-    devices: list[DeviceSpec]
-    node_ids: dict[int, int]  # device -> Flower node id
-    dim: int
-    run_dir: RunDirectory
-    mentor: Callable[[], MentorPayloads]  # builds (once) and returns the server's SKB and anchors
-    run_key: str = ""  # names the devices' state directories: the first run's id, also when resumed
 
 
 class KnowledgeTransferStrategy(Strategy):
@@ -140,7 +116,7 @@ class KnowledgeTransferStrategy(Strategy):
         cfg = self.ctx.cfg
         scenario = cfg.to_flat()
         online = set(grid.get_node_ids())
-        self.absent = {d: "dropped" for d in dropped_devices(cfg, server_round)}
+        self.absent = {d: "dropped" for d in dropped_devices(cfg.faults, cfg.devices.num_devices, cfg.scenario.seed, server_round)}
         self.absent.update({d: "offline" for d, node in self.ctx.node_ids.items() if node not in online and d not in self.absent})
         corruptions = cfg.faults.corrupt_kb
         self.sent, self.corrupted, self.messages = {}, [], {}

@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from flwr.app import ArrayRecord, RecordDict
 
+from crlsc_fl import codec
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan
-from crlsc_fl.flower import codec
+from crlsc_fl.methods import PLAIN_METHOD
 from crlsc_fl.models.encoders import build_encoder
 from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
@@ -59,7 +60,7 @@ class FedAvgStrategy(KnowledgeTransferStrategy):
 
     def plan_round(self, server_round: int) -> dict[int, DevicePlan]:
         return {
-            s.device: DevicePlan("dcl", weights=self.group_weights[s.arch], return_weights=True) for s in self.ctx.devices
+            s.device: DevicePlan(PLAIN_METHOD, weights=self.group_weights[s.arch], return_weights=True) for s in self.ctx.devices
         }
 
     def consume_reply(self, server_round: int, device: int, content: RecordDict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan
+from crlsc_fl.methods import PLAIN_METHOD
 from strategies.base import KnowledgeTransferStrategy
 from strategies.registry import STRATEGIES
 
@@ -12,4 +13,4 @@ class LocalStrategy(KnowledgeTransferStrategy):
     name = "local"
 
     def plan_round(self, server_round: int) -> dict[int, DevicePlan]:
-        return {spec.device: DevicePlan("dcl") for spec in self.ctx.devices}
+        return {spec.device: DevicePlan(PLAIN_METHOD) for spec in self.ctx.devices}

@@ -1,8 +1,8 @@
 """``p2p`` (device-to-device): devices guide each other with their PKBs over a peer graph.
 
-Round 1 warms up (plain DCL, or with the SKB if ``topology.p2p-warmup = "skb"``; with
-``train.kb-method = "crlsc-grounded"`` every device also aligns to the server's anchors, so
-that all PKBs live in one space); every device returns its PKB. From round 2 on, each
+Round 1 warms up (plain DCL, or with the SKB if ``topology.p2p-warmup = "skb"``; when
+``train.kb-method`` uses anchors, every device also aligns to the server's anchors, so that
+all PKBs live in one space); every device returns its PKB. From round 2 on, each
 device trains with its neighbours' latest PKBs and returns a new PKB: the paper's PKBs for
 retrieval, or with ``topology.peer-knowledge = "anchor-pkb"`` their anchor-keyed PKBs,
 which replace the mentor's keys as the device's alignment targets (see
@@ -13,8 +13,8 @@ relayed PKB is counted on the device-to-device link it stands for.
 from __future__ import annotations
 
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan
+from crlsc_fl.scenario.graphs import neighbours, peer_graph
 from strategies.base import KnowledgeTransferStrategy
-from strategies.graphs import neighbours, peer_graph
 from strategies.registry import STRATEGIES
 
 

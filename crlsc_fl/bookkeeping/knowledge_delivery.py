@@ -36,7 +36,7 @@ class DevicePlan:
     """What one device does in one round and what it receives.
 
     ``kb_routes[key]`` lists the hops by which payload ``key`` (a KB, the anchor set
-    ``anchor_key`` that grounds ``crlsc-grounded`` devices, or a peer's anchor-keyed PKB in
+    ``anchor_key`` that grounds devices whose method uses anchors, or a peer's anchor-keyed PKB in
     ``peer_anchor_keys``) reaches the device (counted only for hops whose receiver does not
     hold it yet).
     """

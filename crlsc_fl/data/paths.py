@@ -1,16 +1,20 @@
-"""The one place that decides where data and caches live.
+"""The one place that decides where data, caches and the devices' state live.
 
 Order for the data directory: an explicit value (config key ``data-dir``), then the
 ``CRLSC_DATA_DIR`` environment variable, then ``<cache dir>/data``. The cache directory
-is ``CRLSC_CACHE_DIR`` or ``~/.cache/crlsc_fl``.
+is ``CRLSC_CACHE_DIR`` or ``~/.cache/crlsc_fl``. The devices' state root
+(:mod:`crlsc_fl.device.device_store`): the node config key ``state-dir``, then
+``CRLSC_STATE_DIR``, then ``<cache dir>/device-state``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from crlsc_fl.environment import CACHE_DIR_ENV, DATA_DIR_ENV
+from crlsc_fl.environment import CACHE_DIR_ENV, DATA_DIR_ENV, STATE_DIR_ENV
 
 
 def cache_dir(sub: str = "") -> Path:
@@ -34,3 +38,9 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
     return cache_dir("data")
+
+
+def state_root(node_config: Mapping[str, Any] | None = None) -> Path:
+    """Where devices keep their state: a node's ``state-dir``, then $CRLSC_STATE_DIR, then the cache."""
+    explicit = (node_config or {}).get("state-dir") or os.environ.get(STATE_DIR_ENV)
+    return Path(str(explicit)).expanduser().resolve() if explicit else cache_dir("device-state")

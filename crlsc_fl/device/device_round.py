@@ -1,8 +1,10 @@
 """One device's work in one round, free of Flower so a bare loop can run it too.
 
-Load the device's state, train locally (``dcl`` or ``crlsc`` guided by the KBs it was
-given, or starting from averaged weights for the ``fedavg`` baseline), evaluate with kNN
-on frozen features (:func:`evaluate_encoder`), optionally build its PKB, save the state.
+Load the device's state, train locally with the task's method, built from what the task
+carries (the KBs it was given, the anchors, peers' anchor keys), checked against what the
+method declares it needs (:mod:`crlsc_fl.methods.needs`), or starting from averaged weights
+for the ``fedavg`` baseline; evaluate with kNN on frozen features (:func:`evaluate_encoder`),
+optionally build its PKB, save the state.
 The ClientApp (:mod:`crlsc_fl.flower.client`) wraps this in Flower messages; ``benchmarks/federation_overhead.py`` calls
 it in a plain loop.
 
@@ -28,11 +30,10 @@ from crlsc_fl.eval.knn import knn_accuracy
 from crlsc_fl.kb.anchors import AnchorSet
 from crlsc_fl.kb.builders import build_anchor_pkb, build_pkb
 from crlsc_fl.kb.union import KnowledgeBaseUnion
-from crlsc_fl.methods import build_method
+from crlsc_fl.methods import METHODS, MethodInputs, Need
 from crlsc_fl.models.encoders import LocalEncoder, build_encoder, count_flops, count_parameters
 from crlsc_fl.scenario.config import ScenarioConfig
 from crlsc_fl.scenario.devices import federated_data, plan_devices
-from crlsc_fl.scenario.local_training import kb_method_names
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class RoundTask:
     return_weights: bool = False
     run_key: str = ""  # state directory name of the run ("" = the Flower run id)
     state_round: int | None = None  # start from the state saved after this round (0: fresh; None: latest)
-    anchor_key: str = ""  # the anchor set grounding a crlsc-grounded device ("" = none)
+    anchor_key: str = ""  # the anchor set of a method that uses anchors ("" = none)
     peer_anchor_keys: tuple[str, ...] = ()  # peers' anchor-keyed PKBs: the device's targets instead of the mentor's keys
 
 
@@ -74,7 +75,7 @@ def evaluate_encoder(cfg: ScenarioConfig, encoder: LocalEncoder, device: int) ->
     seeded ``data.test-samples`` images for every device), with the device's **whole
     labelled shard** as the bank (not only the ``data.samples-per-device`` images it
     trains on). Both are encoded once, in batches, without gradients."""
-    data = federated_data(cfg)
+    data = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed)
     bank_images, bank_labels = data.device_images(device)
     return knn_accuracy(
         encode_images(encoder, bank_images), torch.from_numpy(bank_labels),
@@ -104,8 +105,8 @@ def run_device_round(
     weights: dict[str, torch.Tensor] | None = None,
 ) -> RoundOutcome:
     start = time.perf_counter()
-    spec = plan_devices(cfg)[device]
-    data = federated_data(cfg)
+    spec = plan_devices(cfg.devices, cfg.scenario.seed)[device]
+    data = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed)
     images, _ = data.device_images(device, cfg.data.samples_per_device)
     incoming_kbs = incoming_kbs or {}
 
@@ -115,17 +116,17 @@ def run_device_round(
     encoder = build_encoder(spec.arch, dim=task.dim, stem=cfg.devices.stem, width=spec.width)  # on the CPU
     kbs = [store.knowledge_base(key, incoming_kbs.get(key), dim=task.dim) for key in task.kb_keys]
     kb = None if not kbs else (kbs[0] if len(kbs) == 1 else KnowledgeBaseUnion(kbs))
-    options: dict[str, object] = {"fusion": cfg.fusion} if task.method in kb_method_names() else {}
     anchors = store.anchor_set(task.anchor_key, incoming_kbs.get(task.anchor_key), dim=task.dim) if task.anchor_key else None
-    if task.method == "crlsc-grounded":
-        options["grounding"] = cfg.grounding
-        options["anchors"] = anchors
-        if task.peer_anchor_keys:  # topology.peer-knowledge = anchor-pkb: the peers' views ground the device
-            if anchors is None:
-                raise ValueError(f"device {device}: peers' anchor-keyed PKBs arrived without the anchor set they key")
-            options["peer_anchors"] = [store.peer_anchor_keys(key, incoming_kbs.get(key), anchors) for key in task.peer_anchor_keys]
-            options["mentor_keys"] = False
-    method = build_method(task.method, encoder, train, kb=kb, device=accelerator, **options)  # type: ignore[arg-type]
+    peer_keys: tuple[AnchorSet, ...] = ()
+    if task.peer_anchor_keys:  # topology.peer-knowledge = anchor-pkb: the peers' views of the anchors
+        if anchors is None:
+            raise ValueError(f"device {device}: peers' anchor-keyed PKBs arrived without the anchor set they key")
+        peer_keys = tuple(store.peer_anchor_keys(key, incoming_kbs.get(key), anchors) for key in task.peer_anchor_keys)
+    # the method says what it trains with; Stage1Method.build refuses what it needs and did not get
+    method_class = METHODS.get(task.method)
+    inputs = MethodInputs(kb, anchors, cfg.fusion if Need.FUSION in method_class.uses() else None, peer_keys)
+    settings = cfg.tables()[method_class.settings_table] if method_class.settings_table else None
+    method = method_class.build(encoder, train, inputs, settings, device=accelerator)
     batch = min(cfg.train.batch_size, len(images))
     previous = store.load_training(task.state_round)
     if previous is not None:

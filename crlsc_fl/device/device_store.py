@@ -24,23 +24,22 @@ resumed one, so a resumed run still ends with the same metrics. Once a topology'
 round and its stage 2 are done and its checkpoint is marked complete, the ServerApp
 removes its state (:func:`remove_topology_state`) unless ``scenario.keep-device-state``.
 
-The state root is the node config key ``state-dir`` (deployment: ``--node-config
-"state-dir=..."``), else ``$CRLSC_STATE_DIR``, else ``<cache dir>/device-state``.
+The state root (:func:`crlsc_fl.data.paths.state_root`) is the node config key ``state-dir``
+(deployment: ``--node-config "state-dir=..."``), else ``$CRLSC_STATE_DIR``, else
+``<cache dir>/device-state``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from crlsc_fl.bookkeeping.run_state import tree_size
-from crlsc_fl.data.paths import cache_dir
-from crlsc_fl.environment import STATE_DIR_ENV
 from crlsc_fl.kb.anchors import AnchorSet, AnchorSetError
 from crlsc_fl.kb.knowledge_base import KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.methods.base import Stage1Method
@@ -48,11 +47,6 @@ from crlsc_fl.models.encoders import save_encoder
 
 T = TypeVar("T")
 
-
-
-def state_root(node_config: Mapping[str, Any] | None = None) -> Path:
-    explicit = (node_config or {}).get("state-dir") or os.environ.get(STATE_DIR_ENV)
-    return Path(str(explicit)).expanduser().resolve() if explicit else cache_dir("device-state")
 
 
 class DeviceStateError(FileNotFoundError):

@@ -19,7 +19,7 @@ def device_decoder_metrics(cfg: ScenarioConfig, device: int, store: DeviceStore)
     from crlsc_fl.stage2 import train_device_decoder
 
     s = cfg.stage2
-    images, _ = federated_data(cfg).device_images(device)
+    images, _ = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed).device_images(device)
     train, held_out = images[: s.train_samples], images[s.train_samples : s.train_samples + s.eval_samples]
     return train_device_decoder(
         store.encoder_file, train, held_out if len(held_out) else train,

@@ -1,1 +1,1 @@
-"""Evaluation of frozen encoders: feature extraction and kNN accuracy."""
+"""Evaluation of frozen encoders: feature extraction and kNN accuracy; statistics over devices."""

@@ -1,6 +1,6 @@
 """The CRLSC ClientApp: one simulated device per node (its shard = its ``partition-id``).
 
-Message kinds (their records: :mod:`crlsc_fl.flower.codec`):
+Message kinds (their records: :mod:`crlsc_fl.codec`):
 - ``query``: the handshake; replies with the node's partition id.
 - ``train``: one round of local training guided by the KBs (or weights) it carries, then
   kNN evaluation, and the device's PKB / weights when asked (see ``RoundTask``).
@@ -16,10 +16,11 @@ from functools import lru_cache
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
+from crlsc_fl import codec
+from crlsc_fl.data.paths import state_root
 from crlsc_fl.device.device_round import run_device_round
-from crlsc_fl.device.device_store import DeviceStore, state_root
+from crlsc_fl.device.device_store import DeviceStore
 from crlsc_fl.device.stage2_decoder import device_decoder_metrics
-from crlsc_fl.flower import codec
 from crlsc_fl.scenario.config import ScenarioConfig, from_flat
 
 app = ClientApp()

@@ -22,7 +22,7 @@ from flwr.app import Message
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
-from crlsc_fl.flower.codec import reply_accuracy
+from crlsc_fl.codec import reply_accuracy
 from crlsc_fl.outputs.run_dir import RunDirectory
 
 

@@ -23,19 +23,21 @@ from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
+from crlsc_fl import codec
 from crlsc_fl.accelerator import release_cached_memory, resolve_device
-from crlsc_fl.device.device_store import prune_previous_states, remove_topology_state, state_root
-from crlsc_fl.flower import codec
+from crlsc_fl.data.paths import state_root
+from crlsc_fl.device.device_store import prune_previous_states, remove_topology_state
 from crlsc_fl.flower.grid import ProgressGrid
 from crlsc_fl.flower.stage2_phase import run_stage2
 from crlsc_fl.kb.mentor import build_mentor_knowledge
 from crlsc_fl.outputs.footprint import Footprint
-from crlsc_fl.outputs.results import RunReport, read_metrics, summarize
+from crlsc_fl.outputs.report import RunReport
+from crlsc_fl.outputs.results import read_metrics, summarize
 from crlsc_fl.outputs.run_dir import RunDirectory
 from crlsc_fl.scenario.config import ScenarioConfig, from_flat
 from crlsc_fl.scenario.devices import federated_data, plan_devices, sample_devices
 from strategies import STRATEGIES
-from strategies.base import FederationContext, MentorPayloads
+from strategies.context import FederationContext, MentorPayloads
 
 NODE_WAIT_SECONDS = 300.0
 # A federation whose node count has not grown for this long will not grow: plain `flwr run`
@@ -99,7 +101,8 @@ def make_mentor(cfg: ScenarioConfig, run_dir: RunDirectory) -> Callable[[], Ment
     @lru_cache(maxsize=1)
     def mentor() -> MentorPayloads:
         device = resolve_device(cfg.devices.accelerator)
-        knowledge = build_mentor_knowledge(cfg.kb, federated_data(cfg).public_split(), seed=cfg.scenario.seed, device=device)
+        public = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed).public_split()
+        knowledge = build_mentor_knowledge(cfg.kb, public, seed=cfg.scenario.seed, device=device)
         release_cached_memory(device)  # the server model is gone; the devices share the GPU
         skb = knowledge.skb.to_bytes()
         anchors = knowledge.anchors.to_bytes() if knowledge.anchors is not None else None
@@ -145,7 +148,7 @@ def main(grid: Grid, context: Context) -> None:
     try:
         nodes = wait_for_nodes(grid, cfg.devices.num_devices)
         node_ids = map_devices(grid, nodes, cfg.devices.num_devices)
-        devices = plan_devices(cfg)
+        devices = plan_devices(cfg.devices, cfg.scenario.seed)
         ctx = FederationContext(cfg, devices, node_ids, device_dim(cfg), run_dir, make_mentor(cfg, run_dir), run_key)
         log(INFO, "[%s] %d devices mapped in %.1f s; topologies: %s", cfg.scenario.name, len(node_ids), time.time() - run_start,
             ", ".join(topologies))
@@ -175,7 +178,7 @@ def release_device_state(cfg: ScenarioConfig, run_key: str, topology: str, footp
     (measured first, for ``footprint.device_state_bytes``)."""
     footprint.sample_device_state()
     if not cfg.scenario.keep_device_state:
-        kept = sample_devices(plan_devices(cfg), cfg.scenario.keep_devices, cfg.scenario.seed)
+        kept = sample_devices(plan_devices(cfg.devices, cfg.scenario.seed), cfg.scenario.keep_devices, cfg.scenario.seed)
         freed = remove_topology_state(state_root(), run_key, topology, keep=kept)
         if freed:
             log(INFO, "[%s] %s: device state removed (%.1f MB)%s", cfg.scenario.name, topology, freed / 1e6,

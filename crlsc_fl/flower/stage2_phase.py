@@ -17,8 +17,8 @@ import numpy as np
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 
+from crlsc_fl import codec
 from crlsc_fl.bookkeeping.failures import error_fields
-from crlsc_fl.flower import codec
 from crlsc_fl.outputs.run_dir import RunDirectory
 from crlsc_fl.scenario.config import ScenarioConfig
 from crlsc_fl.scenario.devices import plan_devices, sample_devices
@@ -26,7 +26,7 @@ from crlsc_fl.scenario.devices import plan_devices, sample_devices
 
 def stage2_devices(cfg: ScenarioConfig) -> list[int]:
     """The devices that train a decoder: the run's device sample (the same in every topology)."""
-    return sample_devices(plan_devices(cfg), cfg.stage2.devices, cfg.scenario.seed)
+    return sample_devices(plan_devices(cfg.devices, cfg.scenario.seed), cfg.stage2.devices, cfg.scenario.seed)
 
 
 def run_stage2(

@@ -91,8 +91,8 @@ def build_anchor_pkb(encoder: LocalEncoder, anchors: AnchorSet, source: str = "d
     public anchor images, in anchor order.
 
     It says how the device, after training on its private images, sees the public images
-    every device holds; a peer aligns to it as to the mentor's keys (``crlsc-grounded``'s
-    ``peer_anchors``). Only these vectors need to cross the network: the receiver has the
+    every device holds; a peer aligns to it as to the mentor's keys (the ``peer_anchors`` of
+    :class:`crlsc_fl.methods.grounded.GroundedCRLSCMethod`). Only these vectors need to cross the network: the receiver has the
     images. Private images never leave the device.
     """
     keys = torch.nn.functional.normalize(encode_images(encoder, anchors.images, kind="projection"), dim=1)

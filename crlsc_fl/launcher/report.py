@@ -15,7 +15,7 @@ ERROR_WIDTH = 300  # characters of one device error printed
 
 def device_state_root(env: Mapping[str, str]) -> Path:
     """Where the devices of a run started with ``env`` keep their state."""
-    from crlsc_fl.device.device_store import state_root
+    from crlsc_fl.data.paths import state_root
 
     return Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else state_root()
 

@@ -66,7 +66,7 @@ def check_data(cfg: Any) -> None:
     directory was named this also downloads it once (torchvision datasets)."""
     from crlsc_fl.scenario.devices import federated_data
 
-    federated_data(cfg)
+    federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed)
 
 
 def prepare(scenario: Path, overrides: Sequence[str], cwd: Path | None = None) -> tuple[Any, Path, Path, dict[str, str]]:

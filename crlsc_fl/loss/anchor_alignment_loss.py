@@ -1,4 +1,4 @@
-"""Anchor alignment: the grounding term of the ``crlsc-grounded`` method (beyond the paper).
+"""Anchor alignment: the grounding term of :mod:`crlsc_fl.methods.grounded` (beyond the paper).
 
 A device embeds an (augmented) public anchor image; the loss is the cross-entropy of that
 embedding's cosine similarities to every anchor key, divided by tau, against the anchor's

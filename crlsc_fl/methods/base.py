@@ -27,7 +27,7 @@ import time
 from abc import abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from crlsc_fl.accelerator import check_precision, module_device
 from crlsc_fl.augment.simclr import AugmentConfig, SimCLRAugment
 from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.loss.dcl_loss import DCLLoss
+from crlsc_fl.methods.needs import MethodInputs, Need
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.validation import component
 
@@ -92,10 +93,39 @@ class FitResult:
 
 
 class Stage1Method(nn.Module):
-    """Base class: a local encoder trained with two views and a contrastive loss."""
+    """Base class: a local encoder trained with two views and a contrastive loss.
 
-    name: str = "base"
-    needs_kb: bool = False
+    A subclass declares what it needs besides the encoder and the ``[train]`` settings
+    (:mod:`crlsc_fl.methods.needs`): ``needs`` must be given, ``optional`` is used when given,
+    and ``settings_table`` names the scenario table of its own settings (``None``: it has none).
+    :meth:`build` makes it from those pieces; the constructor stays the direct way in."""
+
+    name: ClassVar[str] = "base"
+    needs: ClassVar[frozenset[Need]] = frozenset()
+    optional: ClassVar[frozenset[Need]] = frozenset()
+    settings_table: ClassVar[str | None] = None
+
+    @classmethod
+    def uses(cls) -> frozenset[Need]:
+        """Every input the method trains with when given: its needs and its optional inputs."""
+        return cls.needs | cls.optional
+
+    @classmethod
+    def build(
+        cls, encoder: LocalEncoder, config: TrainConfig, inputs: MethodInputs, settings: object = None,
+        device: torch.device | str | None = None,
+    ) -> Stage1Method:
+        """The method from its declared inputs (checked against :attr:`needs` and
+        :attr:`optional`) and ``settings``, the validated config of its own scenario table
+        (:attr:`settings_table`; ``None``: its defaults)."""
+        inputs.check(cls.name, cls.needs, cls.optional)
+        return cls(encoder, config, device=device, **cls.options(inputs, settings))
+
+    @classmethod
+    def options(cls, inputs: MethodInputs, settings: object) -> dict[str, Any]:
+        """The constructor's keyword arguments from checked inputs and the method's own
+        settings: none for a method that needs nothing."""
+        return {}
 
     def __init__(
         self, encoder: LocalEncoder, config: TrainConfig | None = None, kb: KnowledgeBase | None = None,
@@ -116,13 +146,13 @@ class Stage1Method(nn.Module):
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.CosineAnnealingLR | None = None
         self.kb: KnowledgeBase | None = None
-        if kb is not None or self.needs_kb:
+        if kb is not None or Need.KB in self.needs:
             self.set_knowledge_base(kb)
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
         """Swap the KB that guides training (e.g. new peer PKBs each federated round)."""
         if kb is None:
-            if self.needs_kb:
+            if Need.KB in self.needs:
                 raise ValueError(f"method {self.name!r} needs a knowledge base; got none")
             self.kb = None
             return

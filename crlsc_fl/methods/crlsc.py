@@ -7,10 +7,13 @@ branch's embedding p. The KB is an SKB (mentor-to-device) or peers' PKBs (device
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.methods.base import Stage1Method, TrainConfig
+from crlsc_fl.methods.needs import MethodInputs, Need
 from crlsc_fl.methods.registry import METHODS
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.models.modules.kb_fusion import FusionConfig, KnowledgeFusion
@@ -19,7 +22,7 @@ from crlsc_fl.models.modules.kb_fusion import FusionConfig, KnowledgeFusion
 @METHODS.register("crlsc")
 class CRLSCMethod(Stage1Method):
     name = "crlsc"
-    needs_kb = True
+    needs = frozenset({Need.KB, Need.FUSION})
 
     def __init__(
         self,
@@ -31,6 +34,10 @@ class CRLSCMethod(Stage1Method):
     ) -> None:
         self.fusion_config = fusion or FusionConfig()
         super().__init__(encoder, config, kb, device)
+
+    @classmethod
+    def options(cls, inputs: MethodInputs, settings: object) -> dict[str, Any]:
+        return {"kb": inputs.kb, "fusion": inputs.fusion}
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
         super().set_knowledge_base(kb)

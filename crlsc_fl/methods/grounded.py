@@ -34,7 +34,7 @@ architecture embed into the same space, so a peer's PKB is meaningful to them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import torch
 from pydantic import Field
@@ -45,6 +45,7 @@ from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.loss.anchor_alignment_loss import AnchorAlignmentLoss
 from crlsc_fl.methods.base import TrainConfig
 from crlsc_fl.methods.crlsc import CRLSCMethod
+from crlsc_fl.methods.needs import MethodInputs, Need
 from crlsc_fl.methods.registry import METHODS
 from crlsc_fl.models.encoders import LocalEncoder
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
@@ -91,7 +92,9 @@ class GroundingConfig:
 @METHODS.register("crlsc-grounded")
 class GroundedCRLSCMethod(CRLSCMethod):
     name = "crlsc-grounded"
-    needs_kb = False
+    needs = frozenset({Need.ANCHORS, Need.FUSION})
+    optional = frozenset({Need.KB, Need.PEER_KEYS})  # no KB: the warm-up round; peers' keys: anchor-pkb
+    settings_table = "grounding"
 
     def __init__(
         self,
@@ -114,6 +117,16 @@ class GroundedCRLSCMethod(CRLSCMethod):
         self.anchors: AnchorSet | None = None
         self._peer_targets: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.set_anchors(anchors, peer_anchors, mentor_keys)
+
+    @classmethod
+    def options(cls, inputs: MethodInputs, settings: object) -> dict[str, Any]:
+        """Peers' anchor keys, when given, are the device's whole grounding (``mentor_keys=False``:
+        the form that carries a peer's knowledge, module docstring)."""
+        if settings is not None and not isinstance(settings, GroundingConfig):
+            raise TypeError(f"method {cls.name!r} takes its settings from [{cls.settings_table}] (GroundingConfig), "
+                            f"got {type(settings).__name__}")
+        return {"kb": inputs.kb, "fusion": inputs.fusion, "anchors": inputs.anchors, "grounding": settings,
+                "peer_anchors": inputs.peer_keys, "mentor_keys": not inputs.peer_keys}
 
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
         if kb is None:

@@ -1,31 +1,22 @@
 """Reading and summarising a run's results directory (written by
-:class:`crlsc_fl.outputs.run_dir.RunDirectory`, which lists its files).
-
-``summary.json`` (:class:`RunReport`): status ``running`` / ``completed`` / ``failed`` /
-``interrupted``; per topology the device kNN statistics of the last round and of every
-round, overall and by architecture, the encoders' sizes, seconds per round, error counts,
-the successful device-rounds each node ran (``device_rounds_by_node``: on a Ray cluster,
-how the work spread); the first errors; the run's ``footprint`` (:mod:`crlsc_fl.outputs.footprint`).
+:class:`crlsc_fl.outputs.run_dir.RunDirectory`, which lists its files): the metric lines,
+per topology the device kNN statistics of the last round and of every round, overall and by
+architecture, seconds per round, the stage-2 decoders, CPU use. ``summary.json`` is put
+together from these by :class:`crlsc_fl.outputs.report.RunReport`.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import psutil
 
-from crlsc_fl.bookkeeping.failures import first_errors
-from crlsc_fl.device.placement import ray_cluster_cpus
-from crlsc_fl.outputs.footprint import Footprint
+from crlsc_fl.eval.statistics import describe
 
-if TYPE_CHECKING:
-    from crlsc_fl.outputs.run_dir import RunDirectory
 
 def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
     path = Path(run_dir) / name
@@ -47,32 +38,6 @@ def summarize_stage2(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "bits_per_image": float(good[0]["bits_per_image"]),
             }
     return out
-
-
-CI_INTERVALS = ("normal", "t")
-
-
-def describe(values: Sequence[float], interval: str = "normal") -> dict[str, Any]:
-    """Mean, population std, range, count and the half-width of a 95% confidence interval of
-    the mean over devices: ``interval="normal"`` 1.96 x sample std / sqrt(n) (0 for n = 1;
-    the federation's 100 devices), ``"t"`` Student's t quantile t(0.975, n - 1) instead of
-    1.96 (None for n = 1), which a handful of devices (stage 2's kept encoders) need: at
-    n = 10 it is 2.26, 15% wider than the normal approximation."""
-    if interval not in CI_INTERVALS:
-        raise ValueError(f"interval={interval!r} is not allowed; valid: {', '.join(CI_INTERVALS)}")
-    array = np.asarray(values, dtype=float)
-    if array.ndim != 1 or len(array) == 0:
-        raise ValueError(f"describe needs a non-empty list of numbers, got shape {array.shape}")
-    sem = float(array.std(ddof=1)) / float(np.sqrt(len(array))) if len(array) > 1 else 0.0
-    ci95: float | None
-    if interval == "normal":
-        ci95 = 1.96 * sem
-    else:
-        from scipy.stats import t  # only here: importing scipy costs a third of a second
-
-        ci95 = float(t.ppf(0.975, len(array) - 1)) * sem if len(array) > 1 else None
-    return {"mean": float(array.mean()), "std": float(array.std()), "ci95": ci95, "min": float(array.min()),
-            "max": float(array.max()), "n": int(len(array))}
 
 
 def _by_round(rows: list[dict[str, Any]], key: str = "knn_top1") -> dict[str, Any]:
@@ -206,47 +171,3 @@ def cpu_use(rows: list[dict[str, Any]], wall_seconds: float, cores: int | None =
     device_seconds = float(sum(r.get("device_seconds", 0.0) for r in rows if "error" not in r))
     return {"device_seconds": device_seconds, "wall_seconds": wall_seconds, "cores": float(cores),
             "fraction": device_seconds / (wall_seconds * cores) if wall_seconds > 0 else 0.0}
-
-
-class RunReport:
-    """``summary.json`` (and the plots) of a run, rewritten as it goes: status, results per
-    topology, error and dropout counts per round, the first errors."""
-
-    def __init__(
-        self, run_dir: RunDirectory, run_key: str, flower_run_id: int | str, start: float,
-        footprint: Footprint | None = None,
-    ) -> None:
-        self.run_dir, self.run_key, self.start, self.footprint = run_dir, run_key, start, footprint
-        previous_file = run_dir.path / "summary.json"
-        previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
-        runs = previous.get("flower_run_ids", [])
-        self.flower_run_ids = [*runs, str(flower_run_id)] if str(flower_run_id) not in runs else runs
-        if footprint is not None:  # a resumed run: the interrupted one's peaks count too
-            footprint.include(previous.get("footprint", {}))
-
-    def write(self, status: str, failure: BaseException | None = None) -> dict[str, Any]:
-        run_dir = self.run_dir.path
-        rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
-        topologies = summarize(rows)
-        participation = read_metrics(run_dir, "participation.jsonl") if (run_dir / "participation.jsonl").exists() else []
-        for row in participation:
-            entry = topologies.setdefault(row["topology"], {})
-            entry.setdefault("dropped_by_round", {})[str(row["round"])] = len(row["dropped"])
-        if (run_dir / "rounds.jsonl").exists():
-            for topology, seconds in seconds_per_round(read_metrics(run_dir, "rounds.jsonl")).items():
-                topologies.setdefault(topology, {})["seconds_per_round"] = seconds
-        errors = first_errors(rows)
-        payload: dict[str, Any] = {
-            "run_id": self.run_key, "flower_run_ids": self.flower_run_ids, "status": status,
-            "elapsed_seconds": time.time() - self.start, "errors": sum(1 for r in rows if "error" in r),
-            "first_errors": errors, "topologies": topologies,
-        }
-        if failure is not None:
-            payload["failure"] = f"{type(failure).__name__}: {failure}"
-        if self.footprint is not None:
-            payload["footprint"] = self.footprint.as_dict()
-        payload["cpu_use"] = cpu_use(rows, payload["elapsed_seconds"], ray_cluster_cpus())
-        if (run_dir / "stage2.jsonl").exists():
-            payload["stage2"] = summarize_stage2(read_metrics(run_dir, "stage2.jsonl"))
-        self.run_dir.write_summary(payload, rows)
-        return payload

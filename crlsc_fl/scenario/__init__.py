@@ -5,5 +5,6 @@
   writes the keys' defaults block and key table from the fields' descriptions),
 - ``run_config`` ([scenario]), ``devices`` ([devices]: which device runs which encoder on which
   shard, the device plan), ``local_training`` ([train]), ``topology_config`` ([topology]),
-  ``network`` ([network]), ``faults`` ([faults]: injected faults, decided from the seed).
+  ``network`` ([network]), ``faults`` ([faults]: injected faults, decided from the seed),
+- ``method_needs`` (does the scenario supply what ``train.kb-method`` declares it needs).
 """

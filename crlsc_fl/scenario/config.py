@@ -50,7 +50,9 @@ from crlsc_fl.methods.grounded import GroundingConfig
 from crlsc_fl.models.modules.kb_fusion import FusionConfig
 from crlsc_fl.scenario.devices import DevicesConfig
 from crlsc_fl.scenario.faults import FaultsConfig
+from crlsc_fl.scenario.graphs import impossible_graph
 from crlsc_fl.scenario.local_training import LocalTrainingConfig
+from crlsc_fl.scenario.method_needs import check_method_needs
 from crlsc_fl.scenario.network import NetworkConfig
 from crlsc_fl.scenario.run_config import RunConfig
 from crlsc_fl.scenario.topology_config import TopologyConfig
@@ -78,21 +80,13 @@ class ScenarioConfig:
 
     def __post_init__(self) -> None:
         """The checks that span tables (each table has validated itself)."""
-        from strategies.graphs import impossible_graph
-
         dim = self.kb.known_dim()
         if dim is not None:
             try:
                 self.kb.validate(dim, 2**self.kb.nbits)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
-        if self.train.kb_method == "crlsc-grounded" and not self.kb.anchors:
-            raise ConfigError("train.kb-method='crlsc-grounded' needs anchors to ground the devices: set kb.anchors > 0")
-        if self.topology.peer_knowledge != "pkb" and self.train.kb_method != "crlsc-grounded":
-            raise ConfigError(
-                f"topology.peer-knowledge={self.topology.peer_knowledge!r} keys peers' knowledge by the anchors: "
-                f"it needs train.kb-method='crlsc-grounded' (got {self.train.kb_method!r}), or use 'pkb'"
-            )
+        check_method_needs(self.train.kb_method, self.kb, self.topology)
         if "p2p" in self.scenario.topologies:
             reason = impossible_graph(self.topology.graph, self.devices.num_devices, self.topology.degree)
             if reason:

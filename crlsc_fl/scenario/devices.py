@@ -1,28 +1,25 @@
 """Who each simulated device is: its shard, encoder architecture and width, compute profile.
 
-Everything is a pure function of the scenario config and the device's partition id, so
-the ServerApp and every ClientApp derive the same plan without exchanging it, and the
-same seed always gives the same devices.
+Everything is a pure function of the ``[devices]`` table (and ``[data]``), the seed and the
+device's partition id, so the ServerApp and every ClientApp derive the same plan without
+exchanging it, and the same seed always gives the same devices. The functions take their
+own configs, not the whole scenario (which composes this module's :class:`DevicesConfig`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
 from crlsc_fl.accelerator import Accelerator
 from crlsc_fl.data import ImageDataset, Partition, load_dataset, partition_dataset
+from crlsc_fl.data.config import DataConfig
 from crlsc_fl.data.paths import data_dir_named
 from crlsc_fl.models.encoders import ENCODERS, STEMS
 from crlsc_fl.validation import check_weights, component, mixture, number, parse_weights, registered
-
-if TYPE_CHECKING:
-    from crlsc_fl.scenario.config import ScenarioConfig
 
 # Simulated device throughput (training images per second) per compute profile; it only
 # turns counted work into simulated seconds, real compute is whatever this machine does.
@@ -124,14 +121,14 @@ def _assign(mixture: dict[str, float], count: int, rng: np.random.Generator) -> 
     return [labels[i] for i in rng.permutation(count)]
 
 
-def plan_devices(cfg: ScenarioConfig) -> list[DeviceSpec]:
-    """One spec per device, architectures (with their widths) and profiles in the scenario's
-    proportions."""
-    n = cfg.devices.num_devices
-    rng = np.random.default_rng(cfg.scenario.seed)
-    mix = cfg.devices.architecture_mix()
+def plan_devices(devices: DevicesConfig, seed: int) -> list[DeviceSpec]:
+    """One spec per device, architectures (with their widths) and profiles in the
+    ``devices`` table's proportions, seeded by the scenario's ``seed``."""
+    n = devices.num_devices
+    rng = np.random.default_rng(seed)
+    mix = devices.architecture_mix()
     archs = _assign({arch: fraction for arch, (_, fraction) in mix.items()}, n, rng)
-    profiles = _assign(cfg.devices.profiles, n, rng)
+    profiles = _assign(devices.profiles, n, rng)
     return [DeviceSpec(i, a, p, mix[a][0]) for i, (a, p) in enumerate(zip(archs, profiles))]
 
 
@@ -156,10 +153,6 @@ def sample_devices(plan: list[DeviceSpec], count: int, seed: int) -> list[int]:
     return sorted(picked)
 
 
-def config_key(cfg: ScenarioConfig) -> str:
-    return hashlib.sha1(json.dumps(cfg.to_flat(), sort_keys=True).encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class FederatedData:
     train: ImageDataset
@@ -181,24 +174,24 @@ class FederatedData:
         return self.train.subset(self.partition.public)
 
 
-_DATA: dict[str, FederatedData] = {}
+_DATA: dict[tuple[DataConfig, int, int], FederatedData] = {}
 
 
-def federated_data(cfg: ScenarioConfig) -> FederatedData:
-    """Datasets and partition of a scenario, cached per process (Ray actors reuse it)."""
-    key = config_key(cfg)
+def federated_data(data: DataConfig, num_devices: int, seed: int) -> FederatedData:
+    """Datasets and partition over ``num_devices`` devices of the ``data`` table, seeded by the
+    scenario's ``seed``; cached per process (Ray actors reuse it) by exactly these inputs."""
+    key = (data, num_devices, seed)
     if key not in _DATA:
-        d = cfg.data
+        d = data
         download = not data_dir_named(d.data_dir)  # a directory the user named must hold the data
         train = load_dataset(d.dataset, "train", d.data_dir or None, download=download)
         test = load_dataset(d.dataset, "test", d.data_dir or None, download=download)
-        rng = np.random.default_rng(cfg.scenario.seed + 1)
+        rng = np.random.default_rng(seed + 1)
         test = test.subset(np.sort(rng.choice(len(test), min(d.test_samples, len(test)), replace=False)))
         partition = partition_dataset(
-            train.labels, cfg.devices.num_devices, d.partition, d.alpha, d.public_fraction, d.min_shard_size,
-            cfg.scenario.seed,
+            train.labels, num_devices, d.partition, d.alpha, d.public_fraction, d.min_shard_size, seed,
         )
         _DATA.clear()  # one scenario per process at a time; do not pile up datasets
-        _DATA[key] = FederatedData(train, test, partition, cfg.scenario.seed)
+        _DATA[key] = FederatedData(train, test, partition, seed)
     return _DATA[key]
 

@@ -14,15 +14,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import BeforeValidator, Field, PlainSerializer
 
 from crlsc_fl.validation import component
-
-if TYPE_CHECKING:
-    from crlsc_fl.scenario.config import ScenarioConfig
 
 KBCorruption = Literal["flip", "wrong-dim"]
 KB_CORRUPTIONS: tuple[str, ...] = get_args(KBCorruption)
@@ -72,12 +69,13 @@ def digest(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def dropped_devices(cfg: ScenarioConfig, server_round: int) -> set[int]:
-    """The devices that miss ``server_round`` (seeded by scenario seed and round)."""
-    p = cfg.faults.dropout
+def dropped_devices(faults: FaultsConfig, num_devices: int, seed: int, server_round: int) -> set[int]:
+    """The devices among ``num_devices`` that miss ``server_round`` (seeded by the scenario's
+    ``seed`` and the round)."""
+    p = faults.dropout
     if p <= 0:
         return set()
-    draws = np.random.default_rng([cfg.scenario.seed, DROPOUT_STREAM, server_round]).random(cfg.devices.num_devices)
+    draws = np.random.default_rng([seed, DROPOUT_STREAM, server_round]).random(num_devices)
     return {int(d) for d in np.flatnonzero(draws < p)}
 
 

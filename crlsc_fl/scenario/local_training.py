@@ -3,9 +3,9 @@
 :class:`LocalTrainingConfig` is the methods' :class:`TrainConfig` (batch size, lr, weight
 decay, temperature; paper sec. 4.1) plus what the federation adds: the epochs a device
 trains per round (``local_epochs``, or ``steps_per_round`` steps whatever the shard's
-size: equal compute for every device) and the method of the devices that are sent knowledge (the paper's
-``crlsc`` or ``crlsc-grounded``). A device's seed and schedule length come from the
-scenario (:meth:`for_device`).
+size: equal compute for every device) and the method of the devices that are sent knowledge (one
+of the registered methods that use a KB, :func:`kb_method_names`). A device's seed and schedule
+length come from the scenario (:meth:`for_device`).
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from crlsc_fl.methods import METHODS
+from crlsc_fl.methods import PAPER_METHOD, Need, methods_using
 from crlsc_fl.methods.base import BatchSize, TrainConfig
-from crlsc_fl.methods.crlsc import CRLSCMethod
 from crlsc_fl.validation import component, registered
 
 
 def kb_method_names() -> list[str]:
-    """The registered methods that learn from a knowledge base (the CRLSC family)."""
-    return [name for name in METHODS if issubclass(METHODS.get(name), CRLSCMethod)]
+    """The registered methods that learn from a knowledge base (they use :attr:`Need.KB`)."""
+    return methods_using(Need.KB)
 
 
 @component
@@ -38,9 +37,9 @@ class LocalTrainingConfig(TrainConfig):
     ] = 0
     kb_method: Annotated[
         str, registered(kb_method_names),
-        Field(description="method of the devices that are sent knowledge: `crlsc` (the paper) or `crlsc-grounded` "
-                          "(needs `kb.anchors > 0`)"),
-    ] = "crlsc"
+        Field(description="method of the devices that are sent knowledge: a registered method that learns from a KB "
+                          "(default: the paper's); one that uses anchors needs `kb.anchors > 0`"),
+    ] = PAPER_METHOD
 
     def for_device(self, device: int, seed: int, rounds: int) -> LocalTrainingConfig:
         """This device's settings: its own seed, the cosine schedule over all its rounds."""

@@ -6,15 +6,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from crlsc_fl.registry import Registry
 from crlsc_fl.validation import component, name_list
 
-
-def topology_names() -> list[str]:
-    """The registered knowledge-transfer strategies (imported when a config is validated:
-    the strategies themselves import the config)."""
-    from strategies.registry import STRATEGIES
-
-    return STRATEGIES.names()
+TOPOLOGIES: Registry[type] = Registry("topology", plugins="strategies")
+"""Topology name -> knowledge-transfer strategy class. The strategies (the top-level
+``strategies`` package, above this config) register themselves in it when imported; the
+first lookup imports that package (:class:`~crlsc_fl.registry.Registry`'s ``plugins``), so
+``scenario.topologies`` is validated against it without this module importing them."""
 
 
 def plain_name(name: str) -> str:
@@ -33,7 +32,7 @@ class RunConfig:
         str, AfterValidator(plain_name), Field(description="the run's name: results go to `<results-dir>/<name>/<run id>/`")
     ] = "quick"
     topologies: Annotated[
-        tuple[str, ...], name_list(topology_names),
+        tuple[str, ...], name_list(TOPOLOGIES.names),
         Field(description="comma-separated topologies, run one after another (`local`, `cloud-edge`, `p2p`, `hybrid`, `fedavg`)"),
     ] = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")
     rounds: Annotated[int, Field(ge=1, description="federated rounds of each topology")] = 2

@@ -1,12 +1,12 @@
 """How the topologies connect devices (the scenario's ``[topology]`` table).
 
 ``cloud-edge``: ``edges`` edge servers relay the mentor's knowledge. ``p2p``: a peer
-``graph`` (``strategies.graphs``: ring, k-regular with ``degree``, small-world with
+``graph`` (:mod:`crlsc_fl.scenario.graphs`: ring, k-regular with ``degree``, small-world with
 ``degree`` and ``rewire_p``, Erdos-Renyi with ``edge_p``), started from local training or
 the SKB (``p2p_warmup``). ``hybrid``: devices of the ``hybrid_mentors`` architectures
 mentor the others. ``peer_knowledge``: what a device returns for its peers, the paper's
-PKB for retrieval, its anchor-keyed PKB (grounding targets; needs ``crlsc-grounded``) or
-random keys of that shape (the control).
+PKB for retrieval, its anchor-keyed PKB (grounding targets; needs a ``train.kb-method``
+that takes peers' keys) or random keys of that shape (the control).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field
 
 from crlsc_fl.models.encoders import ENCODERS
+from crlsc_fl.scenario.graphs import GRAPHS
 from crlsc_fl.validation import component, name_list, registered
 
 P2PWarmup = Literal["local", "skb"]
@@ -24,20 +25,13 @@ PEER_KNOWLEDGE: tuple[str, ...] = get_args(PeerKnowledge)
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
-def graph_names() -> list[str]:
-    """The registered peer graphs (imported when validated: the strategies import the config)."""
-    from strategies.graphs import GRAPHS
-
-    return GRAPHS.names()
-
-
 @component
 class TopologyConfig:
     """How each topology connects the devices (module docstring)."""
 
     edges: Annotated[int, Field(ge=1, description="`cloud-edge`: edge servers that relay the mentor's knowledge")] = 10
     graph: Annotated[
-        str, registered(graph_names),
+        str, registered(GRAPHS.names),
         Field(description="`p2p`: the peer graph, `ring`, `k-regular` (with `degree`), `small-world` (`degree`, `rewire-p`) "
                           "or `erdos-renyi` (`edge-p`)"),
     ] = "ring"

@@ -7,7 +7,7 @@ what the topology did, and its spread over devices is far smaller than the sprea
 devices themselves (different shards and architectures). For every metric and topology this
 module gives the mean over the topology's devices and the mean of those per-device
 differences, both with a 95% Student-t interval over the devices (few devices: the t
-quantile, not 1.96; :func:`crlsc_fl.outputs.results.describe`), n = the devices present
+quantile, not 1.96; :func:`crlsc_fl.eval.statistics.describe`), n = the devices present
 under both topologies.
 
 The metrics (:func:`table_metrics`): probe top-1 (%) per probe dataset and probe, the
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crlsc_fl.outputs.results import describe
+from crlsc_fl.eval.statistics import describe
 
 REFERENCE_TOPOLOGY = "local"
 INTERVAL = "t"  # Student-t 95% interval of the mean over devices

@@ -44,6 +44,7 @@ import torch
 
 from crlsc_fl.accelerator import resolve_device
 from crlsc_fl.data.datasets import DatasetNotFoundError
+from crlsc_fl.data.paths import state_root
 from crlsc_fl.stage2.encoder_store import EncoderStore
 from crlsc_fl.stage2.evaluate import EncoderEntry, EncoderJob, ReportData, evaluate_encoder
 from crlsc_fl.stage2.features import load_frozen_encoder
@@ -76,8 +77,6 @@ def run_encoder_files(run_dir: Path, state_dir: str | os.PathLike[str] | None = 
     under ``<state root>/<run id>/<topology>/device-<id>/encoder.pt`` (state root: ``state_dir``,
     else ``$CRLSC_STATE_DIR``, else the cache; see :mod:`crlsc_fl.device.device_store`).
     """
-    from crlsc_fl.device.device_store import state_root
-
     config_file = run_dir / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file} not found: is {run_dir} a run directory of crlsc_fl.launch?")

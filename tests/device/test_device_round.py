@@ -45,7 +45,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("device", [0, 3])
 def test_every_device_is_evaluated_on_the_same_test_subset_with_its_whole_shard(device: int, captured: list) -> None:
     cfg = from_flat(VALUES)
-    data = federated_data(cfg)
+    data = federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed)
     shard = data.partition.shard(device)
     assert len(shard) > cfg.data.samples_per_device  # the bank is more than the training subset
     encoder = build_encoder("resnet18", dim=16, width=0.125)
@@ -60,7 +60,7 @@ def test_every_device_is_evaluated_on_the_same_test_subset_with_its_whole_shard(
 
 def test_a_round_trains_its_architectures_width_and_reports_sizes(tmp_path: Path, captured: list) -> None:
     cfg = from_flat(VALUES)
-    first_of_each_arch = {s.arch: s for s in reversed(plan_devices(cfg))}
+    first_of_each_arch = {s.arch: s for s in reversed(plan_devices(cfg.devices, cfg.scenario.seed))}
     outcomes = {}
     for spec in first_of_each_arch.values():
         store = DeviceStore(tmp_path, "run", "local", spec.device)
@@ -81,7 +81,7 @@ def test_anchor_keyed_pkbs_go_from_device_to_device(tmp_path: Path, knowledge: s
     own view of the anchors or, as the control, seeded random keys. Round 2: device 1 trains
     with those keys as its only alignment targets and keeps them."""
     cfg = from_flat({**VALUES, "train.kb-method": "crlsc-grounded", "kb.anchors": 8, "topology.peer-knowledge": knowledge})
-    images = np.asarray(federated_data(cfg).train.images[:8])
+    images = np.asarray(federated_data(cfg.data, cfg.devices.num_devices, cfg.scenario.seed).train.images[:8])
     keys = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
     anchors = AnchorSet(images, keys / np.linalg.norm(keys, axis=1, keepdims=True), source="mentor")
     first = run_device_round(cfg, 0, RoundTask("p2p", 1, "crlsc-grounded", 16, return_pkb=True, anchor_key="anchors"),

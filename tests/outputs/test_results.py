@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import psutil
 import pytest
 
-from crlsc_fl.outputs.results import cpu_use, describe, seconds_per_round, summarize
+from crlsc_fl.outputs.results import cpu_use, seconds_per_round, summarize
 
 
 def _row(device: int, round_: int, knn: float, arch: str = "resnet18", **extra: object) -> dict:
@@ -110,27 +107,3 @@ def test_cpu_use_is_device_seconds_over_wall_seconds_times_cores() -> None:
             {"topology": "p2p", "round": 1, "device": 2, "arch": "resnet18", "error": "boom"}]
     use = cpu_use(rows, wall_seconds=100.0, cores=2)
     assert use == {"device_seconds": 120.0, "wall_seconds": 100.0, "cores": 2.0, "fraction": pytest.approx(0.6)}
-
-
-@pytest.mark.parametrize(("cluster_cpus", "cores"), [(48, 48.0), (None, float(psutil.cpu_count()))])
-def test_run_cpu_use_counts_the_ray_clusters_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cluster_cpus: int | None,
-                                                 cores: float) -> None:
-    """A simulation's ServerApp shares the process that joined Ray: on a cluster the devices
-    ran on all its CPUs, not only on this machine's."""
-    from crlsc_fl.outputs import results
-    from crlsc_fl.outputs.run_dir import RunDirectory
-
-    monkeypatch.setattr(results, "ray_cluster_cpus", lambda: cluster_cpus)
-    assert results.RunReport(RunDirectory(tmp_path), "7", 7, start=0.0).write("running")["cpu_use"]["cores"] == cores
-
-
-def test_describe_normal_and_student_t_intervals() -> None:
-    values = [1.0, 2.0, 3.0, 4.0]
-    sem = np.std(values, ddof=1) / 2
-    assert describe(values)["ci95"] == pytest.approx(1.96 * sem)
-    assert describe(values, "t")["ci95"] == pytest.approx(3.182446 * sem, rel=1e-6)  # t(0.975, 3), from tables
-    assert describe([5.0], "t") == {"mean": 5.0, "std": 0.0, "ci95": None, "min": 5.0, "max": 5.0, "n": 1}
-    with pytest.raises(ValueError, match="interval='z' is not allowed; valid: normal, t"):
-        describe(values, "z")
-    with pytest.raises(ValueError, match="non-empty"):
-        describe([], "t")

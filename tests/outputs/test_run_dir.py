@@ -9,7 +9,8 @@ import pytest
 
 from crlsc_fl.bookkeeping.ledger import CommLedger
 from crlsc_fl.environment import PROJECT_ROOT_ENV
-from crlsc_fl.outputs.results import RunReport, read_metrics
+from crlsc_fl.outputs.report import RunReport
+from crlsc_fl.outputs.results import read_metrics
 from crlsc_fl.outputs.run_dir import RunDirectory, error_row
 from crlsc_fl.scenario.config import from_flat
 from crlsc_fl.scenario.devices import DeviceSpec

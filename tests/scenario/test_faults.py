@@ -10,21 +10,21 @@ import pytest
 
 from crlsc_fl.bookkeeping import run_state
 from crlsc_fl.bookkeeping.failures import RoundFailedError, check_round, error_fields
+from crlsc_fl.codec import incoming_kbs, train_content
 from crlsc_fl.device.device_round import RoundTask
 from crlsc_fl.device.device_store import DeviceStore
-from crlsc_fl.flower.codec import incoming_kbs, train_content
 from crlsc_fl.kb.knowledge_base import KBConfig, KnowledgeBase, KnowledgeBaseError
 from crlsc_fl.scenario.config import ConfigError, from_flat
-from crlsc_fl.scenario.faults import digest, dropped_devices, tampered_kb
+from crlsc_fl.scenario.faults import FaultsConfig, digest, dropped_devices, tampered_kb
 
 
 def test_dropout_is_seeded_per_round_and_near_its_rate() -> None:
     cfg = from_flat({"devices.num-devices": 200, "faults.dropout": 0.3, "data.dataset": "synthetic"})
-    rounds = [dropped_devices(cfg, r) for r in (1, 2, 3)]
-    assert rounds == [dropped_devices(cfg, r) for r in (1, 2, 3)]  # the same in every topology and rerun
+    rounds = [dropped_devices(cfg.faults, 200, cfg.scenario.seed, r) for r in (1, 2, 3)]
+    assert rounds == [dropped_devices(cfg.faults, 200, cfg.scenario.seed, r) for r in (1, 2, 3)]  # the same in every topology and rerun
     assert len({frozenset(r) for r in rounds}) == 3
     assert all(40 <= len(r) <= 80 for r in rounds)
-    assert dropped_devices(from_flat({"data.dataset": "synthetic"}), 1) == set()
+    assert dropped_devices(FaultsConfig(), 200, 0, 1) == set()
 
 
 @pytest.mark.parametrize(("values", "message"), [

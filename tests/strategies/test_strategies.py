@@ -2,50 +2,21 @@
 
 from __future__ import annotations
 
-import networkx as nx
 import pytest
 import torch
 from flwr.app import RecordDict
 
+from crlsc_fl.codec import reply_content
 from crlsc_fl.device.device_round import RoundOutcome
-from crlsc_fl.flower.codec import reply_content
+from crlsc_fl.methods import METHODS, PLAIN_METHOD, Need, methods_using
 from crlsc_fl.registry import UnknownNameError
 from crlsc_fl.scenario.faults import dropped_devices
-from crlsc_fl.scenario.topology_config import TopologyConfig
 from strategies import STRATEGIES
 from strategies.fedavg import RunningAverage
-from strategies.graphs import neighbours, peer_graph
 
 
 def pkb_reply(device: int) -> RecordDict:
     return reply_content(RoundOutcome({"num_examples": 10.0}, pkb=bytes([device]) * 100))
-
-
-@pytest.mark.parametrize(
-    ("graph", "extra", "degree"),
-    [("ring", {}, 2), ("k-regular", {"degree": 4}, 4), ("k-regular", {"degree": 3}, 3)],
-)
-@pytest.mark.parametrize("n", [10, 20])
-def test_regular_graphs_have_the_stated_degree(graph: str, extra: dict, degree: int, n: int) -> None:
-    g = peer_graph(n, TopologyConfig(graph=graph, **extra), seed=0)
-    assert {d for _, d in g.degree} == {degree}
-    assert nx.is_connected(g)
-
-
-@pytest.mark.parametrize("graph", ["small-world", "erdos-renyi"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_random_graphs_are_connected_and_seeded(graph: str, seed: int) -> None:
-    topo = TopologyConfig(graph=graph, degree=4, edge_p=0.1)
-    g = peer_graph(40, topo, seed)
-    assert nx.is_connected(g)
-    assert neighbours(g) == neighbours(peer_graph(40, topo, seed))
-
-
-def test_impossible_k_regular_and_unknown_graph_fail_clearly() -> None:
-    with pytest.raises(ValueError, match="degree=3"):
-        peer_graph(5, TopologyConfig(graph="k-regular", degree=3), 0)
-    with pytest.raises(ValueError, match="graph\n.*not allowed; valid: erdos-renyi, k-regular, ring, small-world"):
-        TopologyConfig(graph="star")
 
 
 def test_local_sends_nothing(make_context) -> None:  # type: ignore[no-untyped-def]
@@ -140,6 +111,24 @@ def test_grounded_hybrid_and_local(make_context) -> None:  # type: ignore[no-unt
     assert all(task.method == "dcl" and not to_send for _, task, to_send, _ in local.deliveries(1))
 
 
+@pytest.mark.parametrize("name", methods_using(Need.KB))
+def test_plans_follow_what_the_kb_method_needs(make_context, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The anchor set goes only to a method that uses anchors; before a device holds a KB
+    (p2p round 1) it trains with its KB method only if the KB is optional for it, else with
+    the plain method, sent nothing."""
+    method = METHODS.get(name)
+    anchors = {"anchors-test": ANCHOR_BLOB} if Need.ANCHORS in method.uses() else {}
+    mentored = STRATEGIES.get("cloud-edge")(make_context(**{"train.kb-method": name, "kb.anchors": 100}))
+    for _, task, to_send, _ in mentored.deliveries(1):
+        assert task.method == name and to_send == {"skb-test": SKB_BLOB, **anchors}
+    warmup = STRATEGIES.get("p2p")(make_context(**{"train.kb-method": name, "kb.anchors": 100}))
+    for _, task, to_send, _ in warmup.deliveries(1):
+        if Need.KB in method.needs:
+            assert task.method == PLAIN_METHOD and task.anchor_key == "" and to_send == {}
+        else:
+            assert task.method == name and task.kb_keys == () and to_send == anchors
+
+
 def test_p2p_skb_warmup(make_context) -> None:  # type: ignore[no-untyped-def]
     strategy = STRATEGIES.get("p2p")(make_context(**{"topology.p2p-warmup": "skb"}))
     assert all(task.kb_keys == ("skb-test",) for _, task, _, _ in strategy.deliveries(1))
@@ -199,7 +188,7 @@ def test_absent_devices_get_nothing_and_nothing_is_counted_for_them(make_context
     ctx = make_context(**{"faults.dropout": 0.3, "topology.degree": 2})
     strategy = STRATEGIES.get(topology)(ctx)
     for server_round in (1, 2, 3):
-        absent = dropped_devices(ctx.cfg, server_round)
+        absent = dropped_devices(ctx.cfg.faults, ctx.cfg.devices.num_devices, ctx.cfg.scenario.seed, server_round)
         assert 0 < len(absent) < 12
         before = len(strategy.delivery.ledger.transfers)
         present = {d: task for d, task, _, _ in strategy.deliveries(server_round, absent)}

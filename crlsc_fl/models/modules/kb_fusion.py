@@ -27,14 +27,14 @@ the attention score.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from crlsc_fl.kb.knowledge_base import KnowledgeBase
 from crlsc_fl.validation import component
 
 FusionWeights = Literal["softmax", "raw"]
@@ -42,6 +42,17 @@ FusionScale = Literal["sqrt-d", "temperature"]
 FusionQuery = Literal["raw", "normalized"]
 FusionMode = Literal["replace", "residual"]
 NonNegative = Annotated[float, Field(ge=0)]
+
+
+class SearchableKnowledge(Protocol):
+    """What the fusion needs of a knowledge base: a top-n search that returns the
+    reconstructed vectors (a :class:`crlsc_fl.kb.knowledge_base.KnowledgeBase`, or several
+    searched as one, :class:`crlsc_fl.kb.union.KnowledgeBaseUnion`). A protocol, so that the
+    models do not import the knowledge bases built on top of them."""
+
+    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, ids, vectors) of the ``n`` nearest entries per query; vectors (B, n, d)."""
+        ...
 
 
 @component
@@ -62,7 +73,7 @@ class FusionConfig:
 class KnowledgeFusion(nn.Module):
     """q -> q*: retrieve top-n KB vectors around a noisy q and attend over them."""
 
-    def __init__(self, kb: KnowledgeBase, config: FusionConfig | None = None) -> None:
+    def __init__(self, kb: SearchableKnowledge, config: FusionConfig | None = None) -> None:
         super().__init__()
         self.kb = kb
         self.config = config or FusionConfig()

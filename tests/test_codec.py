@@ -1,4 +1,4 @@
-"""Every message kind of the federation survives the trip through its records (crlsc_fl.flower.codec)."""
+"""Every message kind of the federation survives the trip through its records (crlsc_fl.codec)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from flwr.app import Error, Message, MessageType
 from flwr.supercore.task_identity import TaskIdentity
 
+from crlsc_fl import codec
 from crlsc_fl.device.device_round import RoundOutcome, RoundTask
-from crlsc_fl.flower import codec
 from crlsc_fl.kb.knowledge_base import KnowledgeBaseError
 
 SERVER_NODE, DEVICE_NODE = 1, 1007

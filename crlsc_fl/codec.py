@@ -1,5 +1,8 @@
 """Every Flower message and record of the federation, built and parsed here, both directions.
 
+It sits below the strategies (which build the train messages and read the replies) and the
+Flower apps (:mod:`crlsc_fl.flower`), above the device's round whose task and outcome it carries.
+
 Server -> device, and the reply:
 
 - ``query`` (handshake): empty. Reply ``node`` (ConfigRecord: ``partition-id``, ``num-partitions``).

@@ -4,21 +4,36 @@
 - ``k-regular``: a random k-regular graph (every degree = ``topology.degree``).
 - ``small-world``: Watts-Strogatz, ``degree`` nearest neighbours, rewiring prob ``rewire-p``.
 - ``erdos-renyi``: G(n, ``edge-p``), redrawn until connected.
+
+They sit below the ``[topology]`` table that names them (:mod:`crlsc_fl.scenario.topology_config`
+validates ``topology.graph`` against :data:`GRAPHS`), so a graph takes what it reads of that
+table as a :class:`GraphSettings`; the ``p2p`` strategy draws its graph with :func:`peer_graph`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import networkx as nx
 
 from crlsc_fl.registry import Registry
 
-if TYPE_CHECKING:
-    from crlsc_fl.scenario.topology_config import TopologyConfig
 
-GRAPHS: Registry[Callable[[int, TopologyConfig, int], nx.Graph]] = Registry("graph")
+class GraphSettings(Protocol):
+    """What the graphs read of the ``[topology]`` table (:class:`~crlsc_fl.scenario.topology_config.TopologyConfig`)."""
+
+    @property
+    def graph(self) -> str: ...
+    @property
+    def degree(self) -> int: ...
+    @property
+    def rewire_p(self) -> float: ...
+    @property
+    def edge_p(self) -> float: ...
+
+
+GRAPHS: Registry[Callable[[int, GraphSettings, int], nx.Graph]] = Registry("graph")
 MAX_TRIES = 200
 
 
@@ -39,12 +54,12 @@ def impossible_graph(graph: str, n: int, degree: int) -> str | None:
 
 
 @GRAPHS.register("ring")
-def ring(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
+def ring(n: int, topo: GraphSettings, seed: int) -> nx.Graph:
     return nx.cycle_graph(n) if n > 2 else nx.path_graph(n)
 
 
 @GRAPHS.register("k-regular")
-def k_regular(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
+def k_regular(n: int, topo: GraphSettings, seed: int) -> nx.Graph:
     reason = impossible_graph("k-regular", n, topo.degree)
     if reason:
         raise ValueError(reason)
@@ -52,16 +67,16 @@ def k_regular(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
 
 
 @GRAPHS.register("small-world")
-def small_world(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
+def small_world(n: int, topo: GraphSettings, seed: int) -> nx.Graph:
     return _connected(lambda s: nx.watts_strogatz_graph(n, min(topo.degree, n - 1), topo.rewire_p, seed=s), seed, "small-world")
 
 
 @GRAPHS.register("erdos-renyi")
-def erdos_renyi(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
+def erdos_renyi(n: int, topo: GraphSettings, seed: int) -> nx.Graph:
     return _connected(lambda s: nx.gnp_random_graph(n, topo.edge_p, seed=s), seed, "Erdos-Renyi")
 
 
-def peer_graph(n: int, topo: TopologyConfig, seed: int) -> nx.Graph:
+def peer_graph(n: int, topo: GraphSettings, seed: int) -> nx.Graph:
     """The scenario's peer graph over devices 0..n-1."""
     return GRAPHS.get(topo.graph)(n, topo, seed)
 
