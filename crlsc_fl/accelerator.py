@@ -56,8 +56,8 @@ def module_device(module: nn.Module) -> torch.device:
     where the code that runs it puts its inputs."""
     for tensor in module.parameters():
         return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
+    for buffer in module.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 

@@ -12,6 +12,7 @@ travel cloud -> edge -> device, PKBs device -> device (the server relays them: F
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, Hop, KnowledgeDelivery, device_node
 from crlsc_fl.methods import METHODS, PLAIN_METHOD, Need
@@ -41,22 +42,22 @@ class DevicePlans:
         key = self.delivery.offer(*anchors)
         return key, {key: self.cloud_route(device)}
 
-    def local(self, device: int, **kwargs: object) -> DevicePlan:
+    def local(self, device: int, **kwargs: Any) -> DevicePlan:
         """No KB to learn from: the plain method when the KB method needs a KB, else the KB
         method without one (grounded devices: DCL plus anchor alignment, so that their PKBs
         live in the shared space from the first round)."""
         if Need.KB in self.kb_method.needs:
-            return DevicePlan(PLAIN_METHOD, **kwargs)  # type: ignore[arg-type]
+            return DevicePlan(PLAIN_METHOD, **kwargs)
         anchor, routes = self.anchor_route(device)
-        return DevicePlan(self.kb_method.name, (), routes, anchor_key=anchor, **kwargs)  # type: ignore[arg-type]
+        return DevicePlan(self.kb_method.name, (), routes, anchor_key=anchor, **kwargs)
 
-    def mentor(self, device: int, **kwargs: object) -> DevicePlan:
+    def mentor(self, device: int, **kwargs: Any) -> DevicePlan:
         """Mentor-to-device: train with the SKB (and the anchors), delivered cloud -> edge -> device."""
         key = self.delivery.offer(*self.ctx.mentor().skb)
         anchor, routes = self.anchor_route(device)
-        return DevicePlan(self.kb_method.name, (key,), {key: self.cloud_route(device), **routes}, anchor_key=anchor, **kwargs)  # type: ignore[arg-type]
+        return DevicePlan(self.kb_method.name, (key,), {key: self.cloud_route(device), **routes}, anchor_key=anchor, **kwargs)
 
-    def peers(self, device: int, peers: Iterable[int], absent: Mapping[int, str], **kwargs: object) -> DevicePlan:
+    def peers(self, device: int, peers: Iterable[int], absent: Mapping[int, str], **kwargs: Any) -> DevicePlan:
         """Device-to-device: train with the peers' latest PKBs (:meth:`local` if none yet).
         A peer ``absent`` this round sends nothing: the device uses the newest PKB of it that
         it holds. Grounded devices also get the anchors from the cloud (once). With
@@ -74,5 +75,5 @@ class DevicePlans:
             return self.local(device, **kwargs)
         anchor, anchor_routes = self.anchor_route(device)
         kb_keys, peer_anchor_keys = ((), tuple(keys)) if self.ctx.cfg.topology.peer_knowledge != "pkb" else (tuple(keys), ())
-        return DevicePlan(self.kb_method.name, kb_keys, {**routes, **anchor_routes}, anchor_key=anchor,  # type: ignore[arg-type]
+        return DevicePlan(self.kb_method.name, kb_keys, {**routes, **anchor_routes}, anchor_key=anchor,
                           peer_anchor_keys=peer_anchor_keys, **kwargs)

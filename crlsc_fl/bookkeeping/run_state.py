@@ -34,11 +34,11 @@ def tree_size(path: Path) -> int:
     return total
 
 
-def human(nbytes: int) -> str:
+def human(nbytes: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if nbytes < 1024 or unit == "GB":
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024  # type: ignore[assignment]
+        nbytes /= 1024
     raise AssertionError
 
 

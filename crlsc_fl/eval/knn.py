@@ -17,11 +17,13 @@ from crlsc_fl.validation import component
 
 @component
 class KNNEvalConfig:
-    """How every device's encoder is monitored (the scenario's ``[eval]`` table): ``knn_k``
-    neighbours voting at ``knn_temperature``."""
+    """How every device's encoder is monitored (the scenario's ``[eval]`` table)."""
 
-    knn_k: Annotated[int, Field(ge=1)] = 20  # lightly uses 200 for a 50k bank; device banks hold a few hundred images
-    knn_temperature: Annotated[float, Field(gt=0)] = 0.1
+    knn_k: Annotated[
+        int, Field(ge=1, description="neighbours that vote in the kNN monitor (lightly uses 200 for a 50k bank; "
+                                     "a device's bank holds a few hundred images)")
+    ] = 20
+    knn_temperature: Annotated[float, Field(gt=0, description="temperature of the neighbours' votes, weight exp(sim / t)")] = 0.1
 
 
 @torch.no_grad()

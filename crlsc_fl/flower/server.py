@@ -200,7 +200,7 @@ def run_topology(
         max_in_flight=cfg.scenario.max_in_flight, on_reply=strategy.on_reply, first_round=last_round,
         on_round_end=footprint.sample_device_state if footprint else None,
     )
-    strategy.start(grid=progress, initial_arrays=codec.no_arrays(), num_rounds=cfg.scenario.rounds - last_round,  # type: ignore[arg-type]
+    strategy.start(grid=progress, initial_arrays=codec.no_arrays(), num_rounds=cfg.scenario.rounds - last_round,
                    timeout=cfg.scenario.reply_timeout)
     run_stage2(grid, cfg, topology, ctx.node_ids, {d.device: d.arch for d in ctx.devices}, ctx.run_dir, ctx.run_key)
     prune_previous_states(state_root(), ctx.run_key, topology)  # every round of it is committed now

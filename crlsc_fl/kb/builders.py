@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -52,13 +52,15 @@ def cached_kb(key: str, build: Callable[[], KnowledgeBase], use_cache: bool = Tr
 @component
 class PKBConfig(KBConfig):
     """The devices' PKB index (the scenario's ``[pkb]`` table): the :class:`KBConfig` fields,
-    fitted to each shard by :meth:`for_shard`, and ``samples`` (images encoded into it,
-    0 = the whole shard). ``nlist`` follows the shard (one list per ~39 vectors, faiss's
-    guideline), so it is no scenario key."""
+    fitted to each shard by :meth:`for_shard` (``m`` falls back to 1 where it does not divide
+    the dimension), and how many images go in. ``nlist`` follows the shard (one list per ~39
+    vectors, faiss's guideline), so it is no scenario key."""
 
-    nbits: CodeBits = 6
-    nlist: int = Field(256, ge=1, exclude=True)
-    samples: Annotated[int, Field(ge=0)] = 0
+    nbits: Annotated[
+        CodeBits, Field(description="bits per sub-vector code, capped at log2 of the shard's size (PQ needs 2**nbits training vectors)")
+    ] = 6
+    nlist: int = Field(default=256, ge=1, exclude=True)
+    samples: Annotated[int, Field(ge=0, description="images of its shard a device encodes into its PKB (0: the whole shard)")] = 0
 
     def for_shard(self, dim: int, count: int) -> KBConfig:
         """The index for ``count`` vectors of dimension ``dim``: PQ needs at least 2**nbits
@@ -71,7 +73,7 @@ class PKBConfig(KBConfig):
 
 
 def build_pkb(
-    encoder: LocalEncoder, images: np.ndarray, config: KBConfig | None = None, source: str = "device", **extra: object
+    encoder: LocalEncoder, images: np.ndarray, config: KBConfig | None = None, source: str = "device", **extra: Any
 ) -> KnowledgeBase:
     """PKB: a trained device encoder's projections q of its private images (paper sec. 3.1).
 

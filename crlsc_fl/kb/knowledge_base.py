@@ -18,7 +18,7 @@ or centroids).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, cast, get_args
 
 import faiss
 import numpy as np
@@ -55,14 +55,15 @@ class KBMetadata:
 
 @component
 class KBConfig:
-    """Index parameters. ``index_type`` (``INDEX_TYPES``), ``m`` sub-vectors (must divide
-    dim), ``nbits`` per code (k* = 2**nbits), ``nlist``/``nprobe`` for ``ivfpq``."""
+    """A KB's FAISS index parameters (paper sec. 3.1)."""
 
-    index_type: IndexType = "pq"
-    m: PositiveInt = 48
-    nbits: CodeBits = 8
-    nlist: PositiveInt = 256
-    nprobe: PositiveInt = 16
+    index_type: Annotated[
+        IndexType, Field(description="FAISS index: `pq` (exhaustive search), `ivfpq` (inverted lists) or `flat` (exact, uncompressed)")
+    ] = "pq"
+    m: Annotated[PositiveInt, Field(description="PQ sub-vectors per vector (must divide the dimension)")] = 48
+    nbits: Annotated[CodeBits, Field(description="bits per sub-vector code (2**nbits centroids per sub-space)")] = 8
+    nlist: Annotated[PositiveInt, Field(description="inverted lists of an `ivfpq` index")] = 256
+    nprobe: Annotated[PositiveInt, Field(description="lists an `ivfpq` search scans")] = 16
 
     def index_settings(self) -> dict[str, object]:
         """The index fields alone (what a KB records in its metadata), also of a subclass."""
@@ -132,7 +133,7 @@ class KnowledgeBase:
             _configure_clustering(index, seed)
             index.train(data)
         index.add(data)
-        if config.index_type == "ivfpq":
+        if isinstance(index, faiss.IndexIVFPQ):  # config.index_type == "ivfpq"
             index.make_direct_map()  # lets reconstruct() find vectors by id
         meta = KBMetadata(source, modality, model, dim, count, config.index_type, dict(extra, **config.index_settings()))
         return cls(index, meta)
@@ -222,7 +223,7 @@ class KnowledgeBase:
             )
         if isinstance(index, faiss.IndexIVFPQ):
             index.make_direct_map()
-            index.nprobe = int(meta.extra.get("nprobe", 16))
+            index.nprobe = int(cast(int, meta.extra.get("nprobe", 16)))
         return cls(index, meta)
 
 

@@ -44,24 +44,39 @@ MENTOR_SOURCES: tuple[str, ...] = get_args(MentorSource)
 
 @component
 class MentorConfig(KBConfig):
-    """What the server builds: the scenario's ``[kb]`` table.
-
-    ``server_model`` (with ``open_clip_model``/``pretrained`` for CLIP, ``image_size`` for
-    EfficientNet-Lite) encodes the ``source``; ``dim`` is the SKB's (and so every device's)
-    dimension, reached by PCA on the server (0 keeps the model's own dimension, no PCA);
-    ``anchors`` public images go with the SKB to each grounded device (0 = none, the paper).
-    The SKB's FAISS index is configured by the inherited :class:`KBConfig` fields.
+    """What the server builds: the scenario's ``[kb]`` table. The SKB's FAISS index is
+    configured by the inherited :class:`KBConfig` fields.
     """
 
-    source: MentorSource = "text"
-    server_model: registered(SERVER_MODELS.names) = "minilm"  # type: ignore[valid-type]
-    open_clip_model: str = "ViT-B-32"
-    pretrained: str = ""
-    image_size: Annotated[int, Field(ge=32)] = 128
-    class_names: registered(CLASS_NAMES.names) = "imagenet"  # type: ignore[valid-type]
-    templates: registered(TEMPLATES.names) = "simple"  # type: ignore[valid-type]
-    dim: Annotated[int, Field(ge=0)] = 0
-    anchors: Annotated[int, Field(ge=0)] = 0
+    source: Annotated[
+        MentorSource, Field(description="what the SKB holds: `text` (class-name prompts, the paper), `image` (the public split's "
+                                        "images) or `random` (unit Gaussian vectors of the same shape: the control)")
+    ] = "text"
+    server_model: Annotated[
+        str, registered(SERVER_MODELS.names),
+        Field(description="the server's model S_e: `minilm` (text), `open_clip`, `efficientnet-lite2` or `efficientnet-lite0` (image)"),
+    ] = "minilm"
+    open_clip_model: Annotated[str, Field(description="open_clip model name (`server-model = \"open_clip\"`)")] = "ViT-B-32"
+    pretrained: Annotated[
+        str, Field(description="open_clip weights: a tag (e.g. `openai`) or a checkpoint path (\"\": random initialisation)")
+    ] = ""
+    image_size: Annotated[
+        int, Field(ge=32, description="EfficientNet-Lite input side (CIFAR images are resized bicubically)")
+    ] = 128
+    class_names: Annotated[
+        str, registered(CLASS_NAMES.names),
+        Field(description="class-name list of the text SKB's prompts (`imagenet`, `cifar10`, `cifar100`)"),
+    ] = "imagenet"
+    templates: Annotated[
+        str, registered(TEMPLATES.names),
+        Field(description="prompt templates of the text SKB (`paper`: \"a photo of a {}.\", `simple`, `openai`: open_clip's sets)"),
+    ] = "simple"
+    dim: Annotated[
+        int, Field(ge=0, description="SKB and device dimension after the server's PCA (0: the model's own, no PCA)")
+    ] = 0
+    anchors: Annotated[
+        int, Field(ge=0, description="public anchor images sent with the SKB to grounded devices (0: none, the paper)")
+    ] = 0
 
     def __post_init__(self) -> None:
         modalities = SERVER_MODELS.get(self.server_model).modalities

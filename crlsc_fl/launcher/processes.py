@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psutil
 
@@ -292,7 +292,7 @@ class Supervisor:
             return poll_until(still_running, timeout=timeout, interval=SETTLE_INTERVAL,
                               what=f"{len(procs)} processes to exit", done=lambda left: not left)
         except PollTimeout as late:
-            return list(late.last)  # type: ignore[arg-type]
+            return list(cast(Iterable[psutil.Process], late.last))
 
     @staticmethod
     def _send(procs: Iterable[psutil.Process], action: Callable[[psutil.Process], None]) -> None:

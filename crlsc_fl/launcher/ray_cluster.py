@@ -36,6 +36,7 @@ channel ``ray job submit`` uses; Ray merges it per variable with the ``PYTHONPAT
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -306,7 +307,7 @@ def probe_main(argv: list[str]) -> int:
     import ray
 
     runtime_env = {"env_vars": request["env_vars"]} if request.get("env_vars") else None
-    ray.init(address=address, log_to_driver=False, logging_level="ERROR", include_dashboard=False, runtime_env=runtime_env)
+    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False, runtime_env=runtime_env)
     try:
         print(PREFIX + json.dumps(survey(request)), flush=True)
     finally:

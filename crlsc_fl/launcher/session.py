@@ -326,7 +326,7 @@ def execute(plan: RunPlan, sessions: list[FlowerSession] | None = None) -> int:
     run_id = (outcome.run_id if outcome else None) or (session.run_id if session else None)
     if scenario.resume:  # results stay with the run being continued; so does its device state
         results: Path | None = Path(scenario.resume)
-        run_key: str | None = str(json.loads((results / "config.json").read_text())["run_id"])
+        run_key: str | None = str(json.loads((Path(scenario.resume) / "config.json").read_text())["run_id"])
     else:
         results, run_key = results_dir(plan.project, scenario.results_dir, scenario.name, run_id), run_id
     if session is not None:

@@ -55,18 +55,24 @@ class TrainConfig:
     of the first call. ``total_steps``, ``total_epochs``, ``seed`` and ``augment`` are set by
     the code that trains (a federated device derives them from the scenario), not by a
     scenario's ``[train]`` table. ``one_pass``, ``channels_last`` and ``precision``: how the
-    forward work of a step runs (module docstring)."""
+    forward work of a step runs (module docstring). The fields' descriptions say the rest."""
 
-    batch_size: BatchSize = 256
-    lr: Positive = 0.005
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    temperature: Positive = 0.1
-    one_pass: bool = False
-    channels_last: bool = False
-    precision: Precision = "float32"
-    total_epochs: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
-    total_steps: Annotated[int, Field(ge=1)] | None = Field(None, exclude=True)
-    seed: int = Field(0, exclude=True)
+    batch_size: Annotated[BatchSize, Field(description="images per step (the paper: 256)")] = 256
+    lr: Annotated[Positive, Field(description="Adam learning rate, annealed by a cosine schedule (the paper: 0.005)")] = 0.005
+    weight_decay: Annotated[float, Field(ge=0, description="Adam weight decay")] = 0.0
+    temperature: Annotated[Positive, Field(description="temperature of the contrastive loss (the paper: 0.1)")] = 0.1
+    one_pass: Annotated[
+        bool, Field(description="every view of a step (and a grounded method's anchors) in one forward pass: one BatchNorm batch")
+    ] = False
+    channels_last: Annotated[
+        bool, Field(description="encoder and inputs in NHWC layout (faster convolutions on CPUs with oneDNN and tensor-core GPUs)")
+    ] = False
+    precision: Annotated[
+        Precision, Field(description="forward pass precision: `float32` or `bfloat16` autocast (losses and optimizer stay float32)")
+    ] = "float32"
+    total_epochs: Annotated[int, Field(ge=1)] | None = Field(default=None, exclude=True)
+    total_steps: Annotated[int, Field(ge=1)] | None = Field(default=None, exclude=True)
+    seed: int = Field(default=0, exclude=True)
     augment: AugmentConfig = Field(default_factory=AugmentConfig, exclude=True)
 
 
@@ -134,11 +140,11 @@ class Stage1Method(nn.Module):
             encoder = encoder.to(self.device)
         # NHWC parameters; state dicts load into either layout, so stored states are unaffected
         self.encoder = encoder.to(memory_format=torch.channels_last) if self.config.channels_last else encoder
-        self.loss_fn = DCLLoss(self.config.temperature)
+        self.loss_fn: nn.Module = DCLLoss(self.config.temperature)
         self.augment = SimCLRAugment(self.config.augment)
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.scheduler: torch.optim.lr_scheduler.CosineAnnealingLR | None = None
         self.kb: KnowledgeBase | None = None
         if kb is not None or Need.KB in self.needs:
             self.set_knowledge_base(kb)
@@ -229,7 +235,7 @@ class Stage1Method(nn.Module):
         batch = min(self.config.batch_size, count)
         steps_per_epoch = count // batch
         total = steps if steps is not None else steps_per_epoch * epochs
-        self._check_bfloat16_shapes(tuple(pixels.shape[1:3]))
+        self._check_bfloat16_shapes((pixels.shape[1], pixels.shape[2]))
         self._ensure_optimizer(steps_per_epoch, total)
         assert self.optimizer is not None and self.scheduler is not None
         self.encoder.train()

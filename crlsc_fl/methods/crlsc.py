@@ -42,9 +42,10 @@ class CRLSCMethod(Stage1Method):
     def set_knowledge_base(self, kb: KnowledgeBase | None) -> None:
         super().set_knowledge_base(kb)
         assert self.kb is not None
-        self.fusion = KnowledgeFusion(self.kb, self.fusion_config)
+        self.fusion: KnowledgeFusion | None = KnowledgeFusion(self.kb, self.fusion_config)
 
     def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         q, p = self.embed((view1,), (view2,))
+        assert self.fusion is not None  # set with the KB this method needs
         q_star = self.fusion(q, self.generator)
         return self.loss_fn(q_star, p)

@@ -71,20 +71,22 @@ NonNegative = Annotated[float, Field(ge=0)]
 
 @component
 class GroundingConfig:
-    """The alignment term (the scenario's ``[grounding]`` table): ``anchor_batch`` anchors per
-    step, its weight and temperature; ``targets`` ``soft`` (the mentor's similarities over
-    the keys at ``target_temperature``) or ``onehot`` (each anchor's own key);
-    ``peer_weight``: each peer's anchor-keyed PKB term relative to the mentor's. Defaults:
-    the best of the single-seed exploration (README, stage 1): soft targets added ~3 kNN
-    points over one-hot, weight 3 ~2 more over weight 1."""
+    """The anchor-alignment term (the scenario's ``[grounding]`` table). Defaults: the best
+    of the single-seed exploration (README, stage 1): soft targets added ~3 kNN points over
+    one-hot, weight 3 ~2 more over weight 1."""
 
-    anchor_batch: Annotated[int, Field(ge=1)] = 128
-    align_weight: NonNegative = 3.0
-    align_temperature: Positive = 0.1
-    targets: AnchorTargets = "soft"
-    target_temperature: Positive = 0.05
-    # weight of peers' anchor-keyed PKBs next to the mentor's keys (benchmarks/stage1_d2d.py's peer-anchors)
-    peer_weight: NonNegative = 1.0
+    anchor_batch: Annotated[int, Field(ge=1, description="anchors per step of the alignment term")] = 128
+    align_weight: Annotated[NonNegative, Field(description="weight of the alignment term next to the contrastive loss")] = 3.0
+    align_temperature: Annotated[Positive, Field(description="temperature of the device's similarities to the anchor keys")] = 0.1
+    targets: Annotated[
+        AnchorTargets, Field(description="alignment targets: `soft` (the mentor's similarities over the keys at "
+                                         "`target-temperature`) or `onehot` (each anchor's own key)")
+    ] = "soft"
+    target_temperature: Annotated[Positive, Field(description="temperature of the mentor's `soft` target similarities")] = 0.05
+    peer_weight: Annotated[
+        NonNegative, Field(description="weight of each peer's anchor-keyed PKB term relative to the mentor's "
+                                       "(benchmarks/stage1_d2d.py's `peer-anchors`)")
+    ] = 1.0
 
 
 @METHODS.register("crlsc-grounded")

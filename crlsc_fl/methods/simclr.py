@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from crlsc_fl.loss.ntxent_loss import NTXentLoss
@@ -13,7 +15,7 @@ from crlsc_fl.methods.registry import METHODS
 class SimCLRMethod(Stage1Method):
     name = "simclr"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loss_fn = NTXentLoss(self.config.temperature)
 

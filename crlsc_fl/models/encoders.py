@@ -57,9 +57,9 @@ class ScaledResNet(ResNet):
 
 
 ENCODERS: Registry[Callable[[float], ResNet]] = Registry("encoder")
-ENCODERS.register("resnet18")(lambda width=1.0: ScaledResNet(BasicBlock, [2, 2, 2, 2], width))
-ENCODERS.register("resnet34")(lambda width=1.0: ScaledResNet(BasicBlock, [3, 4, 6, 3], width))
-ENCODERS.register("resnet50")(lambda width=1.0: ScaledResNet(Bottleneck, [3, 4, 6, 3], width))
+ENCODERS.register("resnet18")(lambda width: ScaledResNet(BasicBlock, [2, 2, 2, 2], width))
+ENCODERS.register("resnet34")(lambda width: ScaledResNet(BasicBlock, [3, 4, 6, 3], width))
+ENCODERS.register("resnet50")(lambda width: ScaledResNet(Bottleneck, [3, 4, 6, 3], width))
 STEMS = ("cifar", "imagenet")
 FEATURE_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -75,6 +75,9 @@ class LocalEncoder(nn.Module):
     - ``backbone_features(x)``: (B, F) pooled backbone features, used by kNN and probes.
     - ``feature_map(x)``: (B, C, h, w) last spatial map, z_e(x) for the VQ-VAE link (eq. 4).
     """
+
+    mean: torch.Tensor  # buffers: the input normalisation (registered in __init__)
+    std: torch.Tensor
 
     def __init__(
         self, arch: str = "resnet18", dim: int = 512, stem: str = "imagenet", hidden_dim: int = 512, width: float = 1.0

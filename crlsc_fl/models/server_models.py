@@ -24,6 +24,7 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class ServerEncoder(ABC):
     def encode(self, modality: str, data: Sequence[str] | np.ndarray) -> np.ndarray:
         if modality not in self.modalities:
             raise ValueError(f"server model {self.identity!r} cannot encode modality {modality!r}; valid: {self.modalities}")
-        return self.encode_text(data) if modality == "text" else self.encode_images(np.asarray(data))
+        return self.encode_text(cast(Sequence[str], data)) if modality == "text" else self.encode_images(np.asarray(data))
 
 
 SERVER_MODELS: Registry[type[ServerEncoder]] = Registry("server model")
@@ -198,4 +199,4 @@ def _efficientnet_weights(variant: str) -> str:
 
 def build_server_model(name: str, **kwargs: object) -> ServerEncoder:
     """Build a server model by registry name (``minilm``, ``open_clip``, ``efficientnet-lite2``...)."""
-    return SERVER_MODELS.get(name)(**kwargs)  # type: ignore[arg-type]
+    return SERVER_MODELS.get(name)(**kwargs)

@@ -51,12 +51,13 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], out_dir: Path, stage2: dict
 
     archs = [a for a in ENCODERS.names() if any(a in s["knn_top1_by_arch"] for s in summaries.values())]
     fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.2 * max(len(archs), 1), 4), sharey=True, squeeze=False)
+    arch: str | None  # an architecture, or None for the all-devices panel below
     for ax, arch in zip(axes[0], archs):
         for label, s in summaries.items():
             by_round = {k: per_arch[arch] for k, per_arch in s["knn_top1_by_arch_by_round"].items() if arch in per_arch}
             if by_round:
                 _band(ax, by_round, label, styles[label])
-        sizes = next((s["architectures"][arch] for s in summaries.values() if arch in s.get("architectures", {})), {})
+        sizes: dict[str, Any] = next((s["architectures"][arch] for s in summaries.values() if arch in s.get("architectures", {})), {})
         ax.set_title(f"{arch}" + (f" x{sizes['width']:g}, {sizes['parameters'] / 1e6:.2f} M params" if "parameters" in sizes else ""),
                      fontsize=9)
         ax.set_xlabel("round")

@@ -1,7 +1,7 @@
-"""``python -m crlsc_fl.scenario [--write pyproject.toml]``: the scenario keys' defaults block."""
+"""``python -m crlsc_fl.scenario [--keys] [--write pyproject.toml docs/scenario-keys.md]``: the keys' generated docs."""
 
 import sys
 
-from crlsc_fl.scenario.config import main
+from crlsc_fl.scenario.key_docs import main
 
 sys.exit(main())

@@ -62,24 +62,36 @@ ArchitectureMix = Annotated[
 @component
 class DevicesConfig:
     """The simulated devices (the scenario's ``[devices]`` table): how many, their encoder
-    architectures in proportions (``arch@width:fraction``), ResNet stem and compute
-    profiles. ``width`` is the channel width multiplier of every ResNet without its own
-    ``@width`` (1.0 = torchvision's; 0.25 trains ~12x faster on a CPU while ResNet-18/34/50
-    still differ in depth and capacity).
+    architectures and widths in proportions, ResNet stem, compute profiles, and where they
+    compute (:mod:`crlsc_fl.accelerator`)."""
 
-    ``accelerator``: where every process computes (:mod:`crlsc_fl.accelerator`): ``cpu``
-    (bit-reproducible), ``cuda`` (fails early where CUDA is missing) or ``auto``.
-    ``gpus_per_device``: the share of one GPU that a simulated device's ClientApp asks Ray
-    for when the accelerator is CUDA (``client-resources-num-gpus``): 0.25 runs 4 devices
-    at a time per GPU (fewer if CPUs run out first)."""
-
-    num_devices: Annotated[int, Field(ge=1, le=10000)] = 100
-    architectures: ArchitectureMix = Field(default_factory=lambda: parse_architectures("resnet18:0.6,resnet34:0.3,resnet50:0.1"))
-    stem: registered(lambda: STEMS) = "imagenet"  # type: ignore[valid-type]
-    profiles: mixture(lambda: COMPUTE_PROFILES) = Field(default_factory=lambda: {"low": 0.3, "mid": 0.5, "high": 0.2})  # type: ignore[valid-type]
-    width: Annotated[float, Field(gt=0, le=4)] = 1.0
-    accelerator: Accelerator = "cpu"
-    gpus_per_device: Annotated[float, Field(gt=0, le=1)] = 0.25
+    num_devices: Annotated[int, Field(ge=1, le=10000, description="simulated devices (Flower SuperNodes / ClientApps)")] = 100
+    architectures: Annotated[
+        ArchitectureMix,
+        Field(description="encoder architectures in proportions, `arch:fraction` entries summing to 1; `arch@width:fraction` "
+                          "(e.g. `resnet18@0.25:0.6`) gives that architecture its own width in (0, 4], others get `devices.width`"),
+    ] = Field(default_factory=lambda: parse_architectures("resnet18:0.6,resnet34:0.3,resnet50:0.1"))
+    stem: Annotated[
+        str, registered(lambda: STEMS),
+        Field(description="ResNet stem: `imagenet` (7x7 conv + max-pool, torchvision's) or `cifar` (3x3 conv, no pool)"),
+    ] = "imagenet"
+    profiles: Annotated[
+        dict[str, float], mixture(lambda: COMPUTE_PROFILES),
+        Field(description="compute profiles in proportions (`low`, `mid`, `high`: 50, 200, 800 images/s), which turn counted "
+                          "work into simulated seconds"),
+    ] = Field(default_factory=lambda: {"low": 0.3, "mid": 0.5, "high": 0.2})
+    width: Annotated[
+        float, Field(gt=0, le=4, description="channel width multiplier of every ResNet without its own `@width` (1.0: torchvision's; "
+                                             "0.25 trains ~12x faster on a CPU while ResNet-18/34/50 still differ in depth)")
+    ] = 1.0
+    accelerator: Annotated[
+        Accelerator, Field(description="where every process computes: `cpu` (bit-reproducible), `cuda` (fails early where CUDA is "
+                                       "missing) or `auto`")
+    ] = "cpu"
+    gpus_per_device: Annotated[
+        float, Field(gt=0, le=1, description="share of one GPU a device's ClientApp asks Ray for when the accelerator is CUDA "
+                                             "(0.25: 4 devices at a time per GPU, fewer if CPUs run out first)")
+    ] = 0.25
 
     def architecture_mix(self) -> dict[str, tuple[float, float]]:
         """{arch: (width, fraction)}, widths defaulting to ``width``."""

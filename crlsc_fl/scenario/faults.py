@@ -52,12 +52,16 @@ Corruptions = Annotated[
 
 @component
 class FaultsConfig:
-    """Injected faults (all seeded, so a rerun or a resumed run sees the same ones):
-    ``dropout`` (per device and round, in [0, 1)) and ``corrupt_kb`` ("device:mode,...",
-    modes ``KB_CORRUPTIONS``), as described above."""
+    """Injected faults, all seeded, so a rerun or a resumed run sees the same ones (module docstring)."""
 
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    corrupt_kb: Corruptions = Field(default_factory=dict)
+    dropout: Annotated[
+        float, Field(ge=0, lt=1, description="probability that a device misses a round (seeded by seed and round: the same "
+                                             "devices in every topology)")
+    ] = 0.0
+    corrupt_kb: Annotated[
+        Corruptions, Field(description="`device:mode,...`: the server spoils every KB it sends to those devices, `flip` (flipped "
+                                       "bytes after the digest) or `wrong-dim` (a valid KB of dimension +16)")
+    ] = Field(default_factory=dict)
 
 
 def digest(blob: bytes) -> str:

@@ -12,6 +12,7 @@ table as a :class:`GraphSettings`; the ``p2p`` strategy draws its graph with :fu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import networkx as nx
@@ -32,11 +33,11 @@ class GraphSettings(Protocol):
     def edge_p(self) -> float: ...
 
 
-GRAPHS: Registry[object] = Registry("graph")
+GRAPHS: Registry[Callable[[int, GraphSettings, int], nx.Graph]] = Registry("graph")
 MAX_TRIES = 200
 
 
-def _connected(make, seed: int, what: str) -> nx.Graph:  # type: ignore[no-untyped-def]
+def _connected(make: Callable[[int], nx.Graph], seed: int, what: str) -> nx.Graph:
     for attempt in range(MAX_TRIES):
         graph = make(seed + attempt)
         if nx.is_connected(graph):
@@ -77,7 +78,7 @@ def erdos_renyi(n: int, topo: GraphSettings, seed: int) -> nx.Graph:
 
 def peer_graph(n: int, topo: GraphSettings, seed: int) -> nx.Graph:
     """The scenario's peer graph over devices 0..n-1."""
-    return GRAPHS.get(topo.graph)(n, topo, seed)  # type: ignore[operator]
+    return GRAPHS.get(topo.graph)(n, topo, seed)
 
 
 def neighbours(graph: nx.Graph) -> dict[int, list[int]]:

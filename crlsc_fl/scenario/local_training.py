@@ -11,7 +11,7 @@ length come from the scenario (:meth:`for_device`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -27,15 +27,25 @@ def kb_method_names() -> list[str]:
 
 @component
 class LocalTrainingConfig(TrainConfig):
-    batch_size: BatchSize = 32  # devices hold a few hundred images, not the paper's 50k
-    local_epochs: Annotated[int, Field(ge=1)] = 1
-    # steps per round whatever the shard's size (0: local_epochs epochs of the shard)
-    steps_per_round: Annotated[int, Field(ge=0)] = 0
-    kb_method: registered(kb_method_names) = PAPER_METHOD  # type: ignore[valid-type]
+    batch_size: Annotated[
+        BatchSize, Field(description="images per step (devices hold a few hundred images, not the paper's 50k)")
+    ] = 32
+    local_epochs: Annotated[int, Field(ge=1, description="epochs of its shard a device trains per round")] = 1
+    steps_per_round: Annotated[
+        int, Field(ge=0, description="steps per round whatever the shard's size, equal compute for every device "
+                                     "(0: `local-epochs` epochs of the shard)")
+    ] = 0
+    kb_method: Annotated[
+        str, registered(kb_method_names),
+        Field(description="method of the devices that are sent knowledge: a registered method that learns from a KB "
+                          "(default: the paper's); one that uses anchors needs `kb.anchors > 0`"),
+    ] = PAPER_METHOD
 
     def for_device(self, device: int, seed: int, rounds: int) -> LocalTrainingConfig:
         """This device's settings: its own seed, the cosine schedule over all its rounds."""
-        schedule = {"total_steps": rounds * self.steps_per_round} if self.steps_per_round else {"total_epochs": rounds * self.local_epochs}
+        schedule: dict[str, Any] = (
+            {"total_steps": rounds * self.steps_per_round} if self.steps_per_round else {"total_epochs": rounds * self.local_epochs}
+        )
         return dataclasses.replace(self, seed=seed * 100_003 + device, **schedule)
 
     def round_steps(self, shard_size: int) -> int:

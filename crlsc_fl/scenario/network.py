@@ -19,9 +19,11 @@ Latency = Annotated[float, Field(ge=0)]
 
 @component
 class NetworkConfig:
-    cloud_edge_mbps: Bandwidth = 1000.0
-    cloud_edge_latency_ms: Latency = 20.0
-    edge_device_mbps: Bandwidth = 100.0
-    edge_device_latency_ms: Latency = 10.0
-    d2d_mbps: Bandwidth = 20.0
-    d2d_latency_ms: Latency = 5.0
+    """Bandwidth and latency of each tier of simulated links."""
+
+    cloud_edge_mbps: Annotated[Bandwidth, Field(description="bandwidth (Mbit/s) between the cloud server and an edge server")] = 1000.0
+    cloud_edge_latency_ms: Annotated[Latency, Field(description="latency (ms) between the cloud server and an edge server")] = 20.0
+    edge_device_mbps: Annotated[Bandwidth, Field(description="bandwidth (Mbit/s) between an edge server and a device")] = 100.0
+    edge_device_latency_ms: Annotated[Latency, Field(description="latency (ms) between an edge server and a device")] = 10.0
+    d2d_mbps: Annotated[Bandwidth, Field(description="bandwidth (Mbit/s) between two devices (the peers of `p2p` and `hybrid`)")] = 20.0
+    d2d_latency_ms: Annotated[Latency, Field(description="latency (ms) between two devices")] = 5.0

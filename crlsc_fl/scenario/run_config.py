@@ -24,27 +24,42 @@ def plain_name(name: str) -> str:
 
 @component
 class RunConfig:
-    """``name`` (results go to ``<results_dir>/<name>/<run id>/``), the ``topologies`` run
-    one after another for ``rounds`` rounds each, the ``seed`` of everything random.
-    Supervision: ``max_in_flight`` messages at once (bounds the payloads held by Flower and
-    the server); a round in which fewer than ``min_success_fraction`` of the devices sent a
-    message reply successfully fails the run (devices that dropped out were not sent one);
-    ``reply_timeout`` seconds per reply (a device silent that long, or whose node went
-    offline, counts as failed); ``resume``: the results directory of an interrupted or
-    failed run to continue (set by ``crlsc-fl run --resume DIR``); ``keep_device_state``
-    keeps every topology's device state after the run (by default a topology's state is
-    removed once its last round and stage 2 are done); ``keep_devices`` keeps the encoders
-    of that many devices, a seeded sample stratified by architecture and the same in every
-    topology, for ``crlsc-fl stage2 --run-dir`` (received KBs are removed even there)."""
+    """What the run is (its name, topologies, rounds, seed) and how the server supervises it:
+    how many messages it keeps in flight, when a round fails, how long it waits for a reply,
+    and which device state outlives the run."""
 
-    name: Annotated[str, AfterValidator(plain_name)] = "quick"
-    topologies: name_list(TOPOLOGIES.names) = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")  # type: ignore[valid-type]
-    rounds: Annotated[int, Field(ge=1)] = 2
-    seed: int = 0
-    results_dir: str = "results"
-    max_in_flight: Annotated[int, Field(ge=0)] = 20
-    min_success_fraction: Annotated[float, Field(ge=0, le=1)] = 0.9
-    reply_timeout: Annotated[float, Field(gt=0)] = 3600.0
-    resume: str = ""
-    keep_device_state: bool = False
-    keep_devices: Annotated[int, Field(ge=0)] = 0
+    name: Annotated[
+        str, AfterValidator(plain_name), Field(description="the run's name: results go to `<results-dir>/<name>/<run id>/`")
+    ] = "quick"
+    topologies: Annotated[
+        tuple[str, ...], name_list(TOPOLOGIES.names),
+        Field(description="comma-separated topologies, run one after another (`local`, `cloud-edge`, `p2p`, `hybrid`, `fedavg`)"),
+    ] = ("local", "cloud-edge", "p2p", "hybrid", "fedavg")
+    rounds: Annotated[int, Field(ge=1, description="federated rounds of each topology")] = 2
+    seed: Annotated[int, Field(description="seed of everything random (shards, devices, training, faults)")] = 0
+    results_dir: Annotated[
+        str, Field(description="where runs write their results (a relative path is taken from the directory `crlsc-fl` runs in)")
+    ] = "results"
+    max_in_flight: Annotated[
+        int, Field(ge=0, description="messages the server has out at once (bounds the payloads held by Flower and the server)")
+    ] = 20
+    min_success_fraction: Annotated[
+        float,
+        Field(ge=0, le=1, description="a round in which fewer of the devices sent a message reply successfully fails the run "
+                                      "(devices that dropped out were not sent one)"),
+    ] = 0.9
+    reply_timeout: Annotated[
+        float, Field(gt=0, description="seconds to wait for each device's reply (a device silent that long, or whose node "
+                                       "went offline, counts as failed)")
+    ] = 3600.0
+    resume: Annotated[
+        str, Field(description="the results directory of an interrupted or failed run to continue (set by `crlsc-fl run --resume DIR`)")
+    ] = ""
+    keep_device_state: Annotated[
+        bool, Field(description="keep every topology's device state after the run (by default it is removed once the topology's "
+                                "last round and stage 2 are done)")
+    ] = False
+    keep_devices: Annotated[
+        int, Field(ge=0, description="keep the encoders of this many devices (a seeded sample stratified by architecture, the same "
+                                     "in every topology) for `crlsc-fl stage2 --run-dir`; received KBs are removed even there")
+    ] = 0

@@ -27,11 +27,27 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 
 @component
 class TopologyConfig:
-    edges: Annotated[int, Field(ge=1)] = 10
-    graph: registered(GRAPHS.names) = "ring"  # type: ignore[valid-type]
-    degree: Annotated[int, Field(ge=1)] = 4
-    rewire_p: Probability = 0.1
-    edge_p: Annotated[float, Field(gt=0, le=1)] = 0.05
-    p2p_warmup: P2PWarmup = "local"
-    hybrid_mentors: name_list(ENCODERS.names) = ("resnet50", "resnet34")  # type: ignore[valid-type]
-    peer_knowledge: PeerKnowledge = "pkb"
+    """How each topology connects the devices (module docstring)."""
+
+    edges: Annotated[int, Field(ge=1, description="`cloud-edge`: edge servers that relay the mentor's knowledge")] = 10
+    graph: Annotated[
+        str, registered(GRAPHS.names),
+        Field(description="`p2p`: the peer graph, `ring`, `k-regular` (with `degree`), `small-world` (`degree`, `rewire-p`) "
+                          "or `erdos-renyi` (`edge-p`)"),
+    ] = "ring"
+    degree: Annotated[int, Field(ge=1, description="neighbours per device of the `k-regular` and `small-world` graphs")] = 4
+    rewire_p: Annotated[Probability, Field(description="rewiring probability of the `small-world` graph")] = 0.1
+    edge_p: Annotated[float, Field(gt=0, le=1, description="edge probability of the `erdos-renyi` graph")] = 0.05
+    p2p_warmup: Annotated[
+        P2PWarmup, Field(description="what `p2p` devices start from: local training (`local`) or the SKB (`skb`)")
+    ] = "local"
+    hybrid_mentors: Annotated[
+        tuple[str, ...], name_list(ENCODERS.names),
+        Field(description="`hybrid`: the architectures whose devices mentor the others (comma-separated)"),
+    ] = ("resnet50", "resnet34")
+    peer_knowledge: Annotated[
+        PeerKnowledge,
+        Field(description="what `p2p` neighbours and `hybrid` mentors pass on: `pkb` (the paper's PKB, for retrieval), "
+                          "`anchor-pkb` (their view of the anchors, float16 keys; receivers align to it instead of the mentor's "
+                          "keys; needs `crlsc-grounded`) or `random-anchor-pkb` (random unit keys of the same shape: the control)"),
+    ] = "pkb"

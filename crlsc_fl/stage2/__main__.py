@@ -22,7 +22,9 @@ from crlsc_fl.accelerator import ACCELERATORS
 from crlsc_fl.data.datasets import DatasetNotFoundError
 from crlsc_fl.stage2.link import LinkConfig
 from crlsc_fl.stage2.probes import ProbeConfig
-from crlsc_fl.stage2.report import DEFAULT_BER, DEFAULT_SNR_DB, DEFAULT_TABLE_SNR_DB, ReportConfig, discover_encoders, make_report
+from crlsc_fl.stage2.report import discover_encoders, make_report
+from crlsc_fl.stage2.report_config import DEFAULT_BER, DEFAULT_SNR_DB, DEFAULT_TABLE_SNR_DB, ReportConfig
+from crlsc_fl.validation import build_component
 
 T = TypeVar("T")
 
@@ -92,16 +94,17 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m crlsc_fl.s
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
-        config = ReportConfig(
+        link = build_component(LinkConfig, {"layer": args.layer, "num_codes": args.num_codes, "code_groups": args.code_groups,
+                                            "epochs": args.epochs, "seed": args.seed}, "report.link")
+        probe = build_component(ProbeConfig, {"epochs": args.probe_epochs, "seed": args.seed}, "report.probe")
+        config = build_component(ReportConfig, dict(
             dataset=args.dataset, probe_datasets=args.probe_datasets, probes=args.probes, data_dir=args.data_dir, download=not args.no_download,
-            train_samples=args.train_samples, test_samples=args.test_samples, probe_layer=args.probe_layer,
-            link=LinkConfig(layer=args.layer, num_codes=args.num_codes, code_groups=args.code_groups, epochs=args.epochs, seed=args.seed),
-            probe=ProbeConfig(epochs=args.probe_epochs, seed=args.seed),
+            train_samples=args.train_samples, test_samples=args.test_samples, probe_layer=args.probe_layer, link=link, probe=probe,
             channels=args.channels, snr_db=args.snr_db, ber=args.ber, table_snr_db=args.table_snr_db, figure_devices=args.figure_devices,
             gamma=args.gamma, brightness=args.brightness,
             arch=args.arch, stem=args.stem, skip_probes=args.skip_probes, skip_link=args.skip_link, seed=args.seed,
             accelerator=args.accelerator,
-        )
+        ), "report")
         entries = discover_encoders(args.encoder, args.run_dir, args.state_dir, args.device_ids)
         if args.threads > 0:
             torch.set_num_threads(args.threads)

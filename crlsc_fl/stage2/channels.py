@@ -20,26 +20,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from crlsc_fl.registry import Registry
+from crlsc_fl.validation import build_component, checked, component, in_range
 
 SNR_RANGE_DB = (-20.0, 40.0)
 BER_RANGE = (0.0, 0.5)
+# a channel's parameters are component fields: build_channel reports a bad one as
+# ``awgn.snr-db=-40: out of range [-20, 40]``
+SnrDb = Annotated[float, in_range(*SNR_RANGE_DB), Field(description="Es/N0 in dB")]
+BitErrorRate = Annotated[float, in_range(*BER_RANGE), Field(description="probability that a bit flips")]
+_check_snr_db, _check_ber = checked(SnrDb, "snr_db"), checked(BitErrorRate, "ber")
 
 Bits = TypeVar("Bits", torch.Tensor, np.ndarray)
-
-
-def check_range(field: str, value: float, bounds: tuple[float, float]) -> float:
-    """Return ``value`` as float, or fail naming the field, the value and the allowed range."""
-    low, high = bounds
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-        raise ValueError(f"{field}={value!r} out of range [{low:g}, {high:g}]")
-    return float(value)
 
 
 def as_generator(generator: torch.Generator | int | None) -> torch.Generator:
@@ -50,12 +48,12 @@ def as_generator(generator: torch.Generator | int | None) -> torch.Generator:
 
 
 def db_to_linear(snr_db: float) -> float:
-    return 10.0 ** (check_range("snr_db", snr_db, SNR_RANGE_DB) / 10.0)
+    return 10.0 ** (_check_snr_db(snr_db) / 10.0)
 
 
 def bsc_ber(ber: float) -> float:
     """Theoretical bit-error rate of the binary symmetric channel: its crossover probability."""
-    return check_range("ber", ber, BER_RANGE)
+    return float(_check_ber(ber))
 
 
 def bpsk_awgn_ber(snr_db: float) -> float:
@@ -80,12 +78,14 @@ class Channel(ABC):
 
     def transmit(self, bits: Bits, generator: torch.Generator | int | None = None) -> Bits:
         """Send ``bits`` (0/1 values, any shape); numpy in -> numpy out, torch in -> torch out."""
-        as_numpy = isinstance(bits, np.ndarray)
-        tensor = torch.from_numpy(np.ascontiguousarray(bits)) if as_numpy else bits
+        if isinstance(bits, np.ndarray):
+            return self._transmit(torch.from_numpy(np.ascontiguousarray(bits)), generator).numpy()
+        return self._transmit(bits, generator)
+
+    def _transmit(self, tensor: torch.Tensor, generator: torch.Generator | int | None) -> torch.Tensor:
         sent = tensor.reshape(-1).to(device="cpu", dtype=torch.bool)
         received = self._send(sent, as_generator(generator)) if sent.numel() else sent
-        out = received.reshape(tensor.shape).to(device=tensor.device, dtype=tensor.dtype)
-        return out.numpy() if as_numpy else out
+        return received.reshape(tensor.shape).to(device=tensor.device, dtype=tensor.dtype)
 
     @abstractmethod
     def _send(self, bits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -104,7 +104,7 @@ CHANNELS: Registry[type[Channel]] = Registry("channel")
 
 
 @CHANNELS.register("ideal")
-@dataclass(frozen=True)
+@component
 class IdealChannel(Channel):
     """Error-free channel: the reference point of every sweep."""
 
@@ -118,15 +118,12 @@ class IdealChannel(Channel):
 
 
 @CHANNELS.register("bsc")
-@dataclass(frozen=True)
+@component
 class BinarySymmetricChannel(Channel):
     """Each bit flips independently with probability ``ber`` in [0, 0.5]."""
 
-    ber: float
+    ber: BitErrorRate
     name = "bsc"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ber", check_range("ber", self.ber, BER_RANGE))
 
     def _send(self, bits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         flips = torch.rand(bits.numel(), generator=generator) < self.ber
@@ -140,9 +137,6 @@ class _BpskChannel(Channel):
     """BPSK over a noisy link: map bits to +-1, let ``_soft`` corrupt them, decide on the sign."""
 
     snr_db: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "snr_db", check_range("snr_db", self.snr_db, SNR_RANGE_DB))
 
     @property
     def noise_std(self) -> float:
@@ -159,11 +153,11 @@ class _BpskChannel(Channel):
 
 
 @CHANNELS.register("awgn")
-@dataclass(frozen=True)
+@component
 class AwgnChannel(_BpskChannel):
     """BPSK over additive white Gaussian noise at Es/N0 = ``snr_db`` dB, hard decision."""
 
-    snr_db: float
+    snr_db: SnrDb
     name = "awgn"
 
     def _soft(self, symbols: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -175,11 +169,11 @@ class AwgnChannel(_BpskChannel):
 
 
 @CHANNELS.register("rayleigh")
-@dataclass(frozen=True)
+@component
 class RayleighChannel(_BpskChannel):
     """BPSK over flat Rayleigh fading, a new fade per symbol, average Es/N0 = ``snr_db`` dB."""
 
-    snr_db: float
+    snr_db: SnrDb
     name = "rayleigh"
 
     def _soft(self, symbols: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -199,7 +193,8 @@ class RayleighChannel(_BpskChannel):
 def build_channel(name: str, **params: float) -> Channel:
     """Build a registered channel, e.g. ``build_channel("awgn", snr_db=10)``.
 
-    Unknown names list the valid ones; missing or extra parameters name what the channel takes.
+    Unknown names list the valid ones; missing or extra parameters name what the channel
+    takes; a bad value fails as ``awgn.snr-db=-40: out of range [-20, 40]``.
     """
     cls = CHANNELS.get(name)
     fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
@@ -210,4 +205,4 @@ def build_channel(name: str, **params: float) -> Channel:
         raise ValueError(
             f"channel {name!r} takes {takes}; got {', '.join(sorted(params)) or 'no parameters'}"
         )
-    return cls(**params)
+    return build_component(cls, params, name)

@@ -61,17 +61,26 @@ class LinkConfig:
     send 4 indices x 8 bits = 32 bits per image; ``code_groups`` or an earlier ``layer``
     (layer2: 4x4 map, 128 bits) send more bits and reconstruct better, at a higher cost."""
 
-    # z_e(x): 2x2 map with the imagenet stem on 32x32, 8x8 with the cifar stem
-    layer: registered(lambda: FEATURE_LAYERS) = "layer3"  # type: ignore[valid-type]
-    num_codes: Annotated[int, Field(ge=2)] = 256  # K; each index costs ceil(log2 K) bits
-    code_groups: PositiveInt = 1  # sub-vectors per map position, each with its own codebook (1 = plain VQ-VAE)
-    base_width: PositiveInt = 128
-    min_width: PositiveInt = 32
-    epochs: Annotated[int, Field(ge=0)] = 10
-    batch_size: PositiveInt = 32
-    lr: Annotated[float, Field(gt=0)] = 2e-3
-    kmeans_iterations: Annotated[int, Field(ge=0)] = 10
-    seed: int = Field(0, exclude=True)
+    layer: Annotated[
+        str, registered(lambda: FEATURE_LAYERS),
+        Field(description="encoder layer whose feature map z_e(x) is quantised "
+                          "(2x2 map with the imagenet stem on 32x32 images, 8x8 with the cifar stem)"),
+    ] = "layer3"
+    num_codes: Annotated[int, Field(ge=2, description="codebook size K; each index costs ceil(log2 K) bits")] = 256
+    code_groups: Annotated[
+        PositiveInt, Field(description="sub-vectors per map position, each with its own codebook (1: plain VQ-VAE)")
+    ] = 1
+    base_width: Annotated[PositiveInt, Field(description="decoder channels up to its first upsampling block")] = 128
+    min_width: Annotated[
+        PositiveInt, Field(description="fewest decoder channels (the width halves at each later upsampling block, never below this)")
+    ] = 32
+    epochs: Annotated[int, Field(ge=0, description="epochs of codebook and decoder training")] = 10
+    batch_size: Annotated[PositiveInt, Field(description="images per decoder training step")] = 32
+    lr: Annotated[float, Field(gt=0, description="Adam learning rate of codebook and decoder")] = 2e-3
+    kmeans_iterations: Annotated[
+        int, Field(ge=0, description="k-means iterations that initialise the codebook from the training features (0: random codes)")
+    ] = 10
+    seed: int = Field(default=0, exclude=True)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> LinkConfig:
@@ -368,7 +377,7 @@ def train_device_decoder(
     trained = train_decoder(frozen, train_images, link_config, link=link, device=device)
     evaluation = train_images if eval_images is None else eval_images
     normal = evaluate_link(trained.link, evaluation, [eval_channel], seed=link_config.seed)[0]
-    dark_images = darken(evaluation)
+    dark_images = darken(evaluation)  # type: ignore[type-var]  # one of the two image types, not known which
     dark = evaluate_link(trained.link, dark_images, [eval_channel], seed=link_config.seed)[0]
     if save_path is not None:
         save_link(trained.link, save_path)

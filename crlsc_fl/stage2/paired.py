@@ -66,7 +66,7 @@ def table_metrics(
 
 def encoder_values(probes: Sequence[Mapping[str, Any]] | None, link: Mapping[str, Any] | None) -> dict[str, float]:
     """Every metric key :func:`table_metrics` can name, from one encoder's probe rows
-    (:func:`crlsc_fl.stage2.report.run_probes`) and link results (``run_link``)."""
+    (:func:`crlsc_fl.stage2.evaluate.run_probes`) and link results (``run_link``)."""
     values: dict[str, float] = {}
     for row in probes or []:
         if "skipped" not in row:
@@ -175,7 +175,7 @@ def paired_markdown(paired: Mapping[str, Any]) -> str:
                 cell += f" ({_signed(diff, digits)})"
             cells.append(cell)
         lines.append(f"| `{topology}` | {len(entry['devices'])} | " + " | ".join(cells) + " |")
-    archs = defaultdict(int)
+    archs: defaultdict[str, int] = defaultdict(int)
     for arch in paired["architectures"].values():
         archs[arch] += 1
     lines += [

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from crlsc_fl.eval.knn import topk_accuracy
 from crlsc_fl.eval.linear_probe import fit_classifier, standardize
 from crlsc_fl.registry import Registry
+from crlsc_fl.validation import component, in_range
 
 ProbeFactory = Callable[[int, int, int], nn.Module]
 PROBES: Registry[ProbeFactory] = Registry("probe")
@@ -41,24 +44,19 @@ def mlp_probe(in_features: int, num_classes: int, hidden: int) -> nn.Module:
     )
 
 
-@dataclass(frozen=True)
-class ProbeConfig:
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    hidden: int = 512
-    seed: int = 0
+PositiveInt = Annotated[int, in_range(1)]
 
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} out of range [1, inf), must be an integer")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} out of range (0, inf)")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} out of range [0, inf)")
+
+@component
+class ProbeConfig:
+    """How a probe trains (Adam, cross-entropy, on the standardised features)."""
+
+    epochs: Annotated[PositiveInt, Field(description="passes over the training features")] = 30
+    batch_size: Annotated[PositiveInt, Field(description="features per step")] = 256
+    lr: Annotated[float, in_range(0, open_low=True), Field(description="Adam learning rate")] = 1e-3
+    weight_decay: Annotated[float, in_range(0), Field(description="Adam weight decay")] = 1e-5
+    hidden: Annotated[PositiveInt, Field(description="hidden units of the `mlp` probe's layers")] = 512
+    seed: Annotated[int, Field(description="seed of the probe's initial weights and batch order")] = 0
 
 
 @dataclass(frozen=True)
@@ -85,12 +83,13 @@ def train_probe(
     test_x: np.ndarray,
     test_y: np.ndarray,
     num_classes: int,
-    config: ProbeConfig = ProbeConfig(),
+    config: ProbeConfig | None = None,
     device: torch.device | str | None = None,
 ) -> ProbeResult:
     """Train probe ``kind`` ("linear" or "mlp") on frozen features, report top-1 / top-5 on test.
     ``device``: where the probe trains (default: the CPU); it is initialised on the CPU, so
-    one seed gives the same starting weights everywhere."""
+    one seed gives the same starting weights everywhere. ``config``: default ``ProbeConfig()``."""
+    config = config or ProbeConfig()
     factory = PROBES.get(kind)
     _check_features(train_x, train_y, "train", num_classes)
     _check_features(test_x, test_y, "test", num_classes)

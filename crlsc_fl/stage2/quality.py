@@ -11,6 +11,7 @@ we quantify them): PSNR, SSIM, and the PNG / JPEG byte size of the same images.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ def encoded_bytes(images: np.ndarray, fmt: str) -> np.ndarray:
     """Byte size of each uint8 (N, H, W, 3) image saved by PIL as ``png`` or ``jpeg`` (quality 75)."""
     from PIL import Image
 
-    options = {"png": {"format": "PNG", "optimize": True}, "jpeg": {"format": "JPEG", "quality": JPEG_QUALITY}}
+    options: dict[str, dict[str, Any]] = {"png": {"format": "PNG", "optimize": True}, "jpeg": {"format": "JPEG", "quality": JPEG_QUALITY}}
     if fmt not in options:
         raise ValueError(f"unknown image format {fmt!r}; valid: {', '.join(options)}")
     sizes = np.empty(len(images), dtype=np.int64)

@@ -82,11 +82,11 @@ def test_types_shapes_and_seeds(name: str, params: dict[str, float]) -> None:
 @pytest.mark.parametrize(
     "name, params, message",
     [
-        ("awgn", {"snr_db": -40}, "snr_db=-40 out of range [-20, 40]"),
-        ("awgn", {"snr_db": 41.0}, "snr_db=41.0 out of range [-20, 40]"),
-        ("rayleigh", {"snr_db": float("nan")}, "snr_db=nan out of range [-20, 40]"),
-        ("bsc", {"ber": 0.7}, "ber=0.7 out of range [0, 0.5]"),
-        ("bsc", {"ber": -0.01}, "ber=-0.01 out of range [0, 0.5]"),
+        ("awgn", {"snr_db": -40}, "awgn.snr-db=-40: out of range [-20, 40]"),
+        ("awgn", {"snr_db": 41.0}, "awgn.snr-db=41.0: out of range [-20, 40]"),
+        ("rayleigh", {"snr_db": float("nan")}, "rayleigh.snr-db=nan: out of range [-20, 40]"),
+        ("bsc", {"ber": 0.7}, "bsc.ber=0.7: out of range [0, 0.5]"),
+        ("bsc", {"ber": -0.01}, "bsc.ber=-0.01: out of range [0, 0.5]"),
         ("bsc", {"snr_db": 3.0}, "channel 'bsc' takes ber; got snr_db"),
         ("awgn", {}, "channel 'awgn' takes snr_db; got no parameters"),
         ("ideal", {"ber": 0.1}, "channel 'ideal' takes no parameters; got ber"),

@@ -152,8 +152,8 @@ def test_encoder_file_of_another_architecture(tmp_path, images) -> None:
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"channel": "awgn", "channel_params": {"snr_db": -40}}, ValueError, "snr_db=-40 out of range [-20, 40]"),
-        ({"channel": "bsc", "channel_params": {"ber": 0.7}}, ValueError, "ber=0.7 out of range [0, 0.5]"),
+        ({"channel": "awgn", "channel_params": {"snr_db": -40}}, ValueError, "awgn.snr-db=-40: out of range [-20, 40]"),
+        ({"channel": "bsc", "channel_params": {"ber": 0.7}}, ValueError, "bsc.ber=0.7: out of range [0, 0.5]"),
         ({"channel": "laser"}, ValueError, "unknown channel 'laser'; valid: awgn, bsc, ideal, rayleigh"),
         ({"config": {"codes": 4}}, ValueError, "link.codes=4: Unexpected keyword argument"),
         ({"config": {"num_codes": 1}}, ValueError, "link.num-codes=1: Input should be greater than or equal to 2"),

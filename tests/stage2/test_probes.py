@@ -12,6 +12,7 @@ from crlsc_fl.registry import UnknownNameError
 from crlsc_fl.stage2 import features as features_module
 from crlsc_fl.stage2.features import cached_features, extract_features
 from crlsc_fl.stage2.probes import PROBES, ProbeConfig, train_probe
+from crlsc_fl.validation import ConfigError, build_component
 
 
 def _blobs(n: int, classes: int, dims: int, seed: int, spread: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +57,22 @@ def test_bad_probe_inputs() -> None:
         train_probe("linear", x, y, x, y, 2)
     with pytest.raises(ValueError, match="train features have 4 dims, test features 3"):
         train_probe("linear", x, y, x[:, :3], y, 3)
-    with pytest.raises(ValueError, match=r"epochs=0 out of range \[1, inf\)"):
-        ProbeConfig(epochs=0)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": 0}, "probe.epochs=0: out of range [1, inf)"),
+        ({"batch-size": True}, "probe.batch-size=True: Input should be a valid integer"),
+        ({"lr": 0.0}, "probe.lr=0.0: out of range (0, inf)"),
+        ({"weight-decay": -1e-5}, "probe.weight-decay=-1e-05: out of range [0, inf)"),
+        ({"hidden": 2.0}, "probe.hidden=2.0: Input should be a valid integer"),
+    ],
+)
+def test_bad_probe_config(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_component(ProbeConfig, values, "probe")
+    assert str(err.value) == message
 
 
 def test_features_are_cached_per_encoder_and_layer(encoder, images, monkeypatch) -> None:

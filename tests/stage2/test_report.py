@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from crlsc_fl.models.encoders import build_encoder, save_encoder
-from crlsc_fl.stage2 import report
+from crlsc_fl.stage2 import evaluate
 from crlsc_fl.stage2.__main__ import main
 from crlsc_fl.stage2.encoder_store import EncoderStore
 from crlsc_fl.stage2.report import discover_encoders
+from crlsc_fl.stage2.report_config import ReportConfig
 
 TINY_ARGS = [
     "--dataset", "synthetic", "--probe-datasets", "synthetic,cifar100", "--train-samples", "32", "--test-samples", "16",
@@ -109,8 +110,11 @@ def test_cli_end_to_end(run_dir, tmp_path, monkeypatch) -> None:
     "extra, message",
     [
         (["--arch", "resnet50"], "holds a 'resnet18' encoder, but 'resnet50' was chosen"),
-        (["--snr-db=-40,0"], "snr_db=-40.0 out of range [-20, 40]"),
-        (["--ber", "0.7"], "ber=0.7 out of range [0, 0.5]"),
+        (["--snr-db=-40,0"], "report.snr-db.0=-40.0: out of range [-20, 40]"),
+        (["--ber", "0.7"], "report.ber.0=0.7: out of range [0, 0.5]"),
+        (["--num-codes", "1"], "report.link.num-codes=1: Input should be greater than or equal to 2"),
+        (["--probe-epochs", "0"], "report.probe.epochs=0: out of range [1, inf)"),
+        (["--brightness", "1.5"], "report.brightness=1.5: out of range (0, 1]"),
         (["--channels", "awgn,laser"], "unknown channel 'laser'"),
         (["--probes", "svm"], "unknown probe 'svm'"),
     ],
@@ -130,14 +134,14 @@ def test_paired_report_resumes_after_a_crash(paired_run, tmp_path, monkeypatch, 
     run, state = paired_run
     out = tmp_path / "paired"
     argv = ["--run-dir", str(run), "--state-dir", str(state), "--out", str(out), *TINY_ARGS, "--probe-datasets", "synthetic"]
-    real_run_link = report.run_link
+    real_run_link = evaluate.run_link
 
     def crash_on_p2p_1(entry, *args, **kwargs):
         if entry.label == "p2p-device-1":
             raise MemoryError("killed")
         return real_run_link(entry, *args, **kwargs)
 
-    monkeypatch.setattr(report, "run_link", crash_on_p2p_1)
+    monkeypatch.setattr(evaluate, "run_link", crash_on_p2p_1)
     with pytest.raises(RuntimeError, match="encoder p2p-device-1 failed .MemoryError: killed.; 4 finished encoders are kept"):
         main(argv)
     assert sorted(p.stem for p in (out / "encoders").glob("*.json")) == [
@@ -182,7 +186,7 @@ def test_paired_report_resumes_after_a_crash(paired_run, tmp_path, monkeypatch, 
 def test_stored_results_are_keyed_by_settings_and_encoder_file(tmp_path) -> None:
     encoder = tmp_path / "a.pt"
     save_encoder(build_encoder("resnet18", dim=16, hidden_dim=16), encoder)
-    settings = report.ReportConfig().settings()
+    settings = ReportConfig().settings()
     store = EncoderStore(tmp_path / "out", settings)
     key = store.key(encoder)
     store.save("a", {"key": key, "link": None})
@@ -206,7 +210,7 @@ def test_encoders_in_the_runs_topology_order_and_by_device_number(tmp_path) -> N
     "extra, message",
     [
         (["--jobs", "0"], "--jobs=0 and --threads=1 must be at least 1"),
-        (["--figure-devices", "-1"], "figure_devices=-1 out of range [0, inf)"),
+        (["--figure-devices", "-1"], "report.figure-devices=-1: out of range [0, inf)"),
         (["--twice"], "device 0 has 2 encoders under topology local"),
     ],
 )

@@ -59,15 +59,15 @@ class SearchableKnowledge(Protocol):
 class FusionConfig:
     """The options of eq. 1-2 (the scenario's ``[fusion]`` table; see the module docstring)."""
 
-    top_n: Annotated[int, Field(ge=1)] = 30
-    noise_variance: NonNegative = 0.2
-    weights: FusionWeights = "softmax"
-    scale: FusionScale = "sqrt-d"
-    attention_temperature: Annotated[float, Field(gt=0)] = 0.1
-    query: FusionQuery = "raw"
-    noise_in_attention: bool = False
-    mode: FusionMode = "replace"
-    residual_weight: NonNegative = 1.0
+    top_n: Annotated[int, Field(ge=1, description="KB vectors retrieved per query (n)")] = 30
+    noise_variance: Annotated[NonNegative, Field(description="variance of the Gaussian noise added to q for retrieval (the paper: 0.2)")] = 0.2
+    weights: Annotated[FusionWeights, Field(description="attention weights: `softmax` over the n scores or `raw` (eq. 1 unnormalised)")] = "softmax"
+    scale: Annotated[FusionScale, Field(description="score divisor: `sqrt-d` (eq. 1) or `temperature` (`attention-temperature`)")] = "sqrt-d"
+    attention_temperature: Annotated[float, Field(gt=0, description="divisor of the scores when `scale = \"temperature\"`")] = 0.1
+    query: Annotated[FusionQuery, Field(description="q as the encoder gives it (`raw`, the paper) or L2-normalised first (`normalized`)")] = "raw"
+    noise_in_attention: Annotated[bool, Field(description="use the noisy q in eq. 1 too (default: for retrieval only)")] = False
+    mode: Annotated[FusionMode, Field(description="q* = score v (`replace`, eq. 2) or q + residual-weight * score v (`residual`)")] = "replace"
+    residual_weight: Annotated[NonNegative, Field(description="weight of score v in the `residual` mode")] = 1.0
 
 
 class KnowledgeFusion(nn.Module):
