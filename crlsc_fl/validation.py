@@ -12,7 +12,7 @@ naming the key as written in the TOML file, the bad value and what is allowed.
 
 Every scenario key says what it is where it is declared: ``Field(description=...)`` in its
 ``Annotated`` type. The comments of pyproject.toml's ``[tool.flwr.app.config]`` block and the
-key table of ``docs/scenario-keys.md`` are generated from these descriptions (:func:`key_docs`), with
+key table of ``README.md`` are generated from these descriptions (:func:`key_docs`), with
 the allowed values read off the type (``Literal`` choices, numeric bounds, :func:`in_range`).
 
 Fields marked ``Field(..., exclude=True)`` are set by code (a device's seed, a schedule's

@@ -1,4 +1,4 @@
-"""``python -m crlsc_fl.scenario [--keys] [--write pyproject.toml docs/scenario-keys.md]``: the keys' generated docs."""
+"""``python -m crlsc_fl.scenario [--keys] [--write pyproject.toml README.md]``: the keys' generated docs."""
 
 import sys
 

@@ -25,7 +25,7 @@ table          component config
 Keys flatten to dotted names (``[train] local-epochs = 1`` -> ``train.local-epochs``), the
 form Flower passes to the apps as ``context.run_config``. Flower needs every key with its
 default under ``[tool.flwr.app.config]`` in pyproject.toml: that block, and the key table
-of docs/scenario-keys.md, are generated from these classes' field descriptions
+of README.md, are generated from these classes' field descriptions
 (:mod:`crlsc_fl.scenario.key_docs`; a test keeps both equal).
 :func:`load_scenario` and :func:`from_flat` raise :class:`ConfigError` naming the key, the
 bad value and what is allowed, before any work.

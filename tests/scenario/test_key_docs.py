@@ -1,5 +1,5 @@
 """The scenario keys' generated docs: every key described in its field, pyproject.toml's
-block and docs/scenario-keys.md equal to what the fields generate."""
+block and the README key table equal to what the fields generate."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from crlsc_fl.validation import ConfigError, KeyDoc, component, in_range
 from crlsc_fl.validation import key_docs as component_key_docs
 
 ROOT = Path(__file__).resolve().parents[2]
-REGENERATE = "regenerate: python -m crlsc_fl.scenario --write pyproject.toml docs/scenario-keys.md"
+REGENERATE = "regenerate: python -m crlsc_fl.scenario --write pyproject.toml README.md"
 
 
 def test_pyproject_app_config_is_the_generated_block() -> None:
@@ -27,7 +27,7 @@ def test_pyproject_app_config_is_the_generated_block() -> None:
 
 
 def test_key_table_is_generated() -> None:
-    assert key_docs.keys_table() in (ROOT / "docs" / "scenario-keys.md").read_text(), REGENERATE
+    assert key_docs.keys_table() in (ROOT / "README.md").read_text(), REGENERATE
 
 
 def test_every_scenario_key_is_described_once() -> None:
