@@ -37,7 +37,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from crlsc_fl import codec
-from crlsc_fl.bookkeeping.failures import check_round, error_fields
+from crlsc_fl.bookkeeping.failures import check_round, check_simulation_intact, error_fields
 from crlsc_fl.bookkeeping.knowledge_delivery import DevicePlan, KnowledgeDelivery, device_node
 from crlsc_fl.device.device_round import RoundTask
 from crlsc_fl.outputs.run_dir import error_row
@@ -167,6 +167,7 @@ class KnowledgeTransferStrategy(Strategy):
             "dropped": sorted(d for d, why in self.absent.items() if why == "dropped"),
             "sent": attempted, "succeeded": len(succeeded), "failed": sorted(failed), "corrupted_kb": self.corrupted,
         })
+        check_simulation_intact(self.name, server_round, failed)
         check_round(self.name, server_round, attempted, len(succeeded), self.ctx.cfg.scenario.min_success_fraction)
         run_dir.checkpoints.save(self.name, server_round, self.state_dict())
         return None, codec.mean_metrics(metrics.values(), ROUND_METRICS)

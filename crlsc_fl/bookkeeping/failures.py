@@ -63,6 +63,22 @@ def check_round(topology: str, server_round: int, sent: int, succeeded: int, min
         )
 
 
+LOST_ACTOR = "ActorUnavailableError"
+
+
+def check_simulation_intact(topology: str, server_round: int, failed: dict[int, dict[str, str]]) -> None:
+    """Raise :class:`RoundFailedError` when a device's call failed because the simulation lost
+    its Ray actor (``ActorUnavailableError``: the simulation is being stopped, e.g. by Ctrl-C,
+    or an actor is restarting). Such a failure says nothing about the device, and committing
+    the round with it would make ``--resume`` continue after the round instead of redoing it."""
+    lost = sorted(d for d, fields in failed.items() if LOST_ACTOR in fields.get("error", ""))
+    if lost:
+        raise RoundFailedError(
+            f"{topology} round {server_round}: the simulation lost the Ray actors of devices {lost} mid-round "
+            f"({LOST_ACTOR}); the round is not committed (resume redoes it)"
+        )
+
+
 def first_errors(rows: list[dict[str, Any]], count: int = FIRST_ERRORS) -> list[dict[str, Any]]:
     """The first ``count`` failed device calls, in the order they were recorded."""
     keys = ("device", "topology", "round", "error_type", "error_message")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from crlsc_fl.bookkeeping import run_state
-from crlsc_fl.bookkeeping.failures import RoundFailedError, check_round, error_fields
+from crlsc_fl.bookkeeping.failures import RoundFailedError, check_round, check_simulation_intact, error_fields
 from crlsc_fl.codec import incoming_kbs, train_content
 from crlsc_fl.device.device_round import RoundTask
 from crlsc_fl.device.device_store import DeviceStore
@@ -92,3 +92,18 @@ def test_clean_removes_finished_and_abandoned_state_only(tmp_path: Path) -> None
     assert sorted(s.run_key for s, _ in removed) == ["1", "3"]
     assert sorted(s.run_key for s, _ in kept) == ["2", "4"] and all(size >= 1000 for _, size in kept)
     assert sorted(p.name for p in root.iterdir()) == ["2", "4"]
+
+
+@pytest.mark.parametrize("error, refused", [
+    ("Unknown: <class 'ray.exceptions.ActorUnavailableError'>:<'The actor 98a6 is unavailable'>", True),
+    ("KnowledgeBaseError: knowledge base 'skb' rejected", False),
+    ("NodeUnavailable: node went offline", False),
+])
+def test_a_round_that_lost_a_ray_actor_is_not_committed(error: str, refused: bool) -> None:
+    """Ctrl-C while a round finishes: a device whose actor the shutdown took is no device error."""
+    failed = {3: {"error": error}}
+    if refused:
+        with pytest.raises(RoundFailedError, match=r"cloud-edge round 2: the simulation lost the Ray actors of devices \[3\]"):
+            check_simulation_intact("cloud-edge", 2, failed)
+    else:
+        check_simulation_intact("cloud-edge", 2, failed)
