@@ -97,12 +97,14 @@ def shorten(text: str, limit: int = ERROR_WIDTH) -> str:
 
 
 def report_summary(summary_file: Path, code: int) -> int:
-    """Settle a summary left ``running`` (the ServerApp was stopped from outside), print its
+    """Settle a summary left ``running`` (the ServerApp was stopped from outside), or ``failed``
+    by a stop the launcher was asked for (``interrupted``), print its
     failure and first errors; return the exit code (a ``failed`` summary fails the command)."""
     from crlsc_fl.bookkeeping.failures import describe
 
     summary = json.loads(summary_file.read_text())
-    if summary.get("status") == "running":
+    # a round the stop cut short fails in the ServerApp (lost Ray actors): that run was interrupted
+    if summary.get("status") == "running" or (code == ExitCode.INTERRUPTED and summary.get("status") == "failed"):
         summary["status"] = "interrupted" if code == ExitCode.INTERRUPTED else "failed"
         summary_file.write_text(json.dumps(summary, indent=2))
     if summary.get("status") == "failed":

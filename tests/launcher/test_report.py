@@ -10,7 +10,17 @@ import pytest
 
 from crlsc_fl.bookkeeping import run_state
 from crlsc_fl.launcher.flower_cli import RunInfo, StreamResult
-from crlsc_fl.launcher.report import ExitCode, Outcome, clean_device_state, device_state_root, final_line, report_run, results_dir, shorten
+from crlsc_fl.launcher.report import (
+    ExitCode,
+    Outcome,
+    clean_device_state,
+    device_state_root,
+    final_line,
+    report_run,
+    report_summary,
+    results_dir,
+    shorten,
+)
 
 
 def outcome(status: str | None, timed_out: bool = False, run_id: str | None = "1", details: str = "") -> Outcome:
@@ -136,3 +146,17 @@ def test_state_root_follows_the_state_dir_variable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "limit", "expected"), [("abc", 3, "abc"), ("abcdef", 5, "ab..."), ("", 4, "")])
 def test_shorten(text: str, limit: int, expected: str) -> None:
     assert shorten(text, limit) == expected
+
+
+@pytest.mark.parametrize("status, code, settled, exit_code", [
+    ("running", ExitCode.INTERRUPTED, "interrupted", ExitCode.INTERRUPTED),
+    ("failed", ExitCode.INTERRUPTED, "interrupted", ExitCode.INTERRUPTED),  # a round the stop cut short
+    ("running", ExitCode.OK, "failed", ExitCode.RUN_FAILED),
+    ("failed", ExitCode.OK, "failed", ExitCode.RUN_FAILED),
+    ("completed", ExitCode.OK, "completed", ExitCode.OK),
+])
+def test_report_summary_settles_the_status(tmp_path: Path, status: str, code: int, settled: str, exit_code: int) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"status": status, "failure": "RoundFailedError: lost actors"}))
+    assert report_summary(summary, code) == exit_code
+    assert json.loads(summary.read_text())["status"] == settled
