@@ -23,9 +23,10 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -93,16 +94,21 @@ def load_certificate(path: Path, what: str) -> x509.Certificate:
     return cert
 
 
-def load_pem_private_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
-    """An unencrypted PEM EC private key that only its owner can read."""
+def _read_private_key(path: Path, what: str, load: Callable[..., Any], format_name: str) -> Any:
+    """The checks every private key gets: readable, owner-only, unencrypted, parseable."""
     data = read_bytes(path, what)
     check_private(path, what)
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        return load(data, password=None)
     except TypeError:
         raise CredentialError(f"{what} {path}: encrypted with a passphrase; Flower needs it unencrypted") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise CredentialError(f"{what} {path}: not a PEM private key") from None
+        raise CredentialError(f"{what} {path}: not {format_name} private key") from None
+
+
+def load_pem_private_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
+    """An unencrypted PEM EC private key that only its owner can read."""
+    key = _read_private_key(path, what, serialization.load_pem_private_key, "a PEM")
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CredentialError(f"{what} {path}: a {type(key).__name__}, expected an elliptic-curve key")
     return key
@@ -110,14 +116,7 @@ def load_pem_private_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
 
 def load_ssh_private_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
     """An unencrypted OpenSSH EC private key on a NIST curve (what ``flower-supernode`` loads)."""
-    data = read_bytes(path, what)
-    check_private(path, what)
-    try:
-        key = serialization.load_ssh_private_key(data, password=None)
-    except TypeError:
-        raise CredentialError(f"{what} {path}: encrypted with a passphrase; Flower needs it unencrypted") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise CredentialError(f"{what} {path}: not an OpenSSH private key") from None
+    key = _read_private_key(path, what, serialization.load_ssh_private_key, "an OpenSSH")
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, NIST_CURVES):
         raise CredentialError(f"{what} {path}: must be an ECDSA key on a NIST curve (P-256/384/521), "
                               f"like `ssh-keygen -t ecdsa -b 384`")
